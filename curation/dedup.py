@@ -1,0 +1,104 @@
+"""dedup: perceptual-hash (pHash) near-duplicate removal; one image per group survives."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from vlclip.params import load_params, section
+
+SPLIT_RANK = {"test": 0, "val": 1, "train": 2}
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    hash_size: int = 8
+    max_distance: int = 8
+
+
+def phash_bits(path: str, hash_size: int) -> np.ndarray:
+    with Image.open(path) as im:
+        return imagehash.phash(im.convert("RGB"), hash_size=hash_size).hash.flatten()
+
+
+def duplicate_groups(bits: np.ndarray, max_distance: int, chunk: int = 1024) -> np.ndarray:
+    """bits (n, b) bool -> group label per row; rows within `max_distance` Hamming bits are joined
+    transitively (union-find). Distances are computed in row chunks to bound memory at n x chunk."""
+    n = len(bits)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    b = bits.astype(np.int16)
+    for start in range(0, n, chunk):
+        block = b[start:start + chunk]                                   # (c, b)
+        dist = block @ (1 - b).T + (1 - block) @ b.T                     # (c, n) Hamming distances
+        for i, j in zip(*np.nonzero(dist <= max_distance)):
+            a, c = find(start + i), find(j)
+            if a != c:
+                parent[max(a, c)] = min(a, c)
+    return np.array([find(i) for i in range(n)])
+
+
+def dedup(products: pd.DataFrame, bits: np.ndarray, max_distance: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """-> (kept products, group table). Within a group the keeper is the held-out-most product
+    (test, then val, then train) so a copy in training can't leak a test image; ties by product_id."""
+    labels = duplicate_groups(bits, max_distance)
+    df = products.assign(_group=labels, _rank=products["split"].map(SPLIT_RANK))
+    df = df.sort_values(["_group", "_rank", "product_id"])
+    df["kept"] = ~df.duplicated("_group")
+    sizes = df.groupby("_group")["product_id"].transform("size")
+    groups = df[sizes > 1][["_group", "product_id", "kept", "phash"]].rename(columns={"_group": "group"})
+    kept = df[df["kept"]].drop(columns=["_group", "_rank", "kept"]).sort_values("product_id")
+    return kept.reset_index(drop=True), groups.reset_index(drop=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--products", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    params = section(DedupParams, load_params(args.params), "dedup")
+    products = pd.read_parquet(args.products)
+    bits = np.stack([phash_bits(p, params.hash_size) for p in products["image_path"]])
+    products["phash"] = [np.packbits(row).tobytes().hex() for row in bits]
+    kept, groups = dedup(products, bits, params.max_distance)
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "images").mkdir(parents=True)
+    new_paths = []
+    for pid, src in zip(kept["product_id"], kept["image_path"]):
+        dst = out / "images" / f"{_safe(pid)}.jpg"
+        with Image.open(src) as im:  # normalised to RGB JPEG so every later stage reads one format
+            im.convert("RGB").save(dst, quality=95)
+        new_paths.append(str(dst))
+    kept["image_path"] = new_paths
+    kept.to_parquet(out / "products.parquet", index=False)
+    groups.to_csv(out / "groups.csv", index=False)
+    dropped = len(products) - len(kept)
+    print(f"dedup: {len(products)} images -> {len(kept)} kept; {dropped} near-duplicates dropped "
+          f"in {groups['group'].nunique() if len(groups) else 0} groups (pHash, distance <= {params.max_distance})")
+    return 0
+
+
+def _safe(product_id: str) -> str:
+    """A file name for any id; ids that needed escaping get a hash suffix so two can't collide."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in product_id)
+    return safe if safe == product_id else f"{safe}-{hashlib.sha1(product_id.encode()).hexdigest()[:8]}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

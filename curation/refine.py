@@ -1,0 +1,111 @@
+"""refine stage: rewrite each product's noisy text into a short visual query with the agent loop.
+
+    python -m curation.refine --params params.yaml --products data/dedup/products.parquet --out data/refine
+
+Writes queries.parquet (product_id, query, rounds, guard_ok, backend, fell_back) and audit.jsonl
+(one JSON object per product with every agent step). Whatever the backend, the final query must pass
+the guards in curation.vocab; an LLM query that still fails after max_rounds is replaced by the
+rules backend's query for that product (fell_back=True).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from curation.agents import AgentRun, Backend, OpenAIParams, Product, RulesBackend, make_backend, run_agents
+from curation.vocab import Window
+from vlclip.params import load_params, section
+
+__all__ = ["OpenAIParams", "RefineParams", "refine_products", "main"]
+
+QUERY_COLUMNS = ["product_id", "query", "rounds", "guard_ok", "backend", "fell_back"]
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    backend: str
+    max_rounds: int
+    min_words: int
+    max_words: int
+    openai: OpenAIParams
+
+    @property
+    def window(self) -> Window:
+        return Window(self.min_words, self.max_words)
+
+
+def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backend,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """One query row and one audit record per product, in the input order."""
+    if params.min_words > params.max_words:
+        raise ValueError(f"refine.min_words ({params.min_words}) > refine.max_words ({params.max_words})")
+    rules = backend if isinstance(backend, RulesBackend) else RulesBackend(params.window)
+    rows, audit = [], []
+    records = products.to_dict("records")
+    for i, record in enumerate(records, start=1):
+        product = Product.from_row(record)
+        run = run_agents(product, backend, params.window, params.max_rounds)
+        fallback: AgentRun | None = None
+        if not run.guard_ok and backend is not rules:
+            fallback = run_agents(product, rules, params.window, params.max_rounds)
+        final = fallback or run
+        rows.append({"product_id": product.product_id, "query": final.query, "rounds": run.rounds,
+                     "guard_ok": final.guard_ok, "backend": backend.name, "fell_back": fallback is not None})
+        audit.append({**rows[-1], "steps": run.steps,
+                      **({"fallback_steps": fallback.steps} if fallback else {})})
+        if progress is not None:
+            progress(i, len(records))
+    frame = pd.DataFrame(rows, columns=QUERY_COLUMNS)
+    return frame.astype({"rounds": "int64", "guard_ok": bool, "fell_back": bool}), audit
+
+
+def summary(queries: pd.DataFrame) -> dict[str, Any]:
+    n = len(queries)
+    words = queries["query"].str.split().str.len() if n else pd.Series(dtype=float)
+    return {"products": n, "pass_rate": float(queries["guard_ok"].mean()) if n else 0.0,
+            "mean_rounds": float(queries["rounds"].mean()) if n else 0.0,
+            "mean_words": float(words.mean()) if n else 0.0,
+            "fell_back": int(queries["fell_back"].sum())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--products", required=True, help="products parquet (dedup output)")
+    ap.add_argument("--out", required=True, help="output directory")
+    args = ap.parse_args(argv)
+    params = section(RefineParams, load_params(args.params), "refine")
+    products = pd.read_parquet(args.products)
+    backend = make_backend(params.backend, params.window, params.openai)
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done % 250 == 0 or done == total:
+            print(f"refine: {done}/{total} products ({time.perf_counter() - start:.1f} s)", flush=True)
+
+    try:
+        queries, audit = refine_products(products, params, backend, progress)
+    finally:
+        if hasattr(backend, "client"):
+            backend.client.close()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    queries.to_parquet(out / "queries.parquet", index=False)
+    with open(out / "audit.jsonl", "w", encoding="utf-8") as fh:
+        for record in audit:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    s = summary(queries)
+    print(f"refine[{params.backend}]: {s['products']} queries, pass rate {s['pass_rate']:.3f}, "
+          f"mean rounds {s['mean_rounds']:.2f}, mean words {s['mean_words']:.1f}, fell back {s['fell_back']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

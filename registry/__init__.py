@@ -1,0 +1,4 @@
+"""MLflow tracking, registration, promotion and loading of vl-clip models."""
+from registry.load import load_champion, load_encoder_uri
+
+__all__ = ["load_champion", "load_encoder_uri"]

@@ -1,0 +1,116 @@
+"""Embedded backend of the index stage: one Qdrant Edge shard per product type, in process.
+
+Layout: `<path>/<type_slug>/` per type plus `<path>/manifest.json` (model_version, dim,
+types -> shard dir, counts). A rebuild writes a sibling temp dir and swaps it in by rename.
+An Edge shard's WAL admits one open handle, so one process serves an index; several workers
+or machines use the qdrant backend (serving/qdrant_index.py) instead.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from serving.index import MANIFEST, PAYLOAD, VECTORS, IndexParams, Searcher, as_hit, load_embeddings, matrix, \
+    point_id, slugs
+
+_BATCH = 512
+
+
+def _edge_config(dim: int, params: IndexParams):
+    from qdrant_edge import Distance, EdgeConfig, EdgeOptimizersConfig, EdgeVectorParams, HnswIndexConfig
+
+    # Both thresholds are in KB (default 10000): left alone, a few thousand products never get a
+    # graph and every search is brute force. 1 KB forces a real HNSW graph for any type.
+    return EdgeConfig(vectors={name: EdgeVectorParams(size=dim, distance=Distance.Cosine) for name in VECTORS},
+                      hnsw_config=HnswIndexConfig(m=params.hnsw_m, ef_construct=params.hnsw_ef_construct,
+                                                  full_scan_threshold=1),
+                      optimizers=EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1))
+
+
+def _build_shard(rows: pd.DataFrame, shard_dir: Path, params: IndexParams, dim: int) -> None:
+    from qdrant_edge import EdgeShard, Point, UpdateOperation
+
+    shard = EdgeShard.create(str(shard_dir), _edge_config(dim, params))
+    try:
+        vecs = {name: matrix(rows, col) for name, col in VECTORS.items()}
+        payloads = rows[PAYLOAD].astype(str).to_dict("records")
+        for start in range(0, len(rows), _BATCH):
+            shard.update(UpdateOperation.upsert_points([
+                Point(id=point_id(payloads[i]["product_id"]), vector={n: v[i] for n, v in vecs.items()},
+                      payload=payloads[i]) for i in range(start, min(start + _BATCH, len(rows)))]))
+        shard.optimize()  # blocking: builds the HNSW graphs
+        info = shard.info()
+        if info.points_count != len(rows) or info.indexed_vectors_count < len(rows) * len(VECTORS):
+            raise RuntimeError(f"shard {shard_dir.name}: {info.points_count} points, "
+                               f"{info.indexed_vectors_count} indexed vectors; expected {len(rows)} HNSW-indexed")
+        shard.flush()
+    finally:
+        shard.close()
+
+
+def build_edge(df: pd.DataFrame, params: IndexParams, path: Path, log=print) -> dict:
+    """Build every type's shard in a sibling temp dir, then swap it in (EdgeShard.create refuses a
+    dir that already holds segments, and a half-built index must never replace a good one)."""
+    df = load_embeddings(df)
+    path = Path(path)
+    dim = len(df["image_embedding"].iloc[0])
+    type_dirs = slugs(df["product_type"].astype(str).unique().tolist())
+    tmp = path.parent / f".{path.name}.build-{uuid.uuid4().hex[:8]}"
+    try:
+        counts = {}
+        for t, slug in type_dirs.items():
+            rows = df[df["product_type"].astype(str) == t]
+            _build_shard(rows, tmp / slug, params, dim)
+            counts[t] = len(rows)
+            log(f"index: {t}: {len(rows)} points -> {slug}/")
+        manifest = {"backend": "edge", "model_version": str(df["model_version"].iloc[0]), "dim": dim,
+                    "types": type_dirs, "counts": counts}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        _swap(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _swap(new: Path, path: Path) -> None:
+    old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+    if path.exists():
+        path.rename(old)
+    new.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class EdgeSearcher(Searcher):
+    def __init__(self, path: Path, hnsw_ef: int):
+        from qdrant_edge import EdgeShard
+
+        manifest_file = Path(path) / MANIFEST
+        if not manifest_file.exists():
+            raise FileNotFoundError(f"no index manifest at {manifest_file}; run the index stage")
+        self.manifest = json.loads(manifest_file.read_text())
+        self._shards = {}
+        for t, d in self.manifest["types"].items():
+            try:
+                self._shards[t] = EdgeShard.load(str(Path(path) / d))
+            except Exception as exc:  # an Edge shard's WAL admits one open handle: one serving process
+                self.close()
+                raise RuntimeError(f"cannot open index shard {Path(path) / d} ({exc}); is another process "
+                                   "serving it? For several workers use index.backend: qdrant") from exc
+        super().__init__(list(self._shards), self.manifest["model_version"], int(self.manifest["dim"]), hnsw_ef)
+
+    def _query(self, product_type, vector, k, using, exact):
+        from qdrant_edge import Query, QueryRequest, SearchParams
+
+        res = self._shards[product_type].query(QueryRequest(
+            limit=k, query=Query.Nearest(vector, using=using), with_payload=True,
+            params=SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)))
+        return [as_hit(p.payload, p.score) for p in res]
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.close()
+        self._shards = {}

@@ -1,0 +1,146 @@
+"""Scale-out backend of the index stage: the same per-type schema on a Qdrant server or cluster.
+
+Layout: one collection per product type, reached through the alias `vlclip_<type_slug>`.
+Why collections and not one collection with custom shard keys per type: it mirrors the embedded
+layout (one Edge shard per type), so each type gets its own HNSW graph sized to it and a query
+can never cross types; each collection can be sharded/replicated on its own; and an alias per
+type lets a rebuild swap every type in ONE `update_collection_aliases` call, so readers see the
+old index or the new one, never a mix. (With thousands of types, per-collection overhead would
+argue for one collection with user-defined sharding keyed on product_type instead.)
+
+Each build creates fresh collections `vlclip_<type_slug>__<version>_<build id>` carrying
+{product_type, model_version} in the collection metadata, swaps the aliases, then drops the
+collections no alias points at. The server must support collection metadata (Qdrant >= 1.16).
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+
+from serving.index import (PAYLOAD, VECTORS, IndexParams, Searcher, as_hit, load_embeddings, matrix, point_id,
+                           slugs, type_slug)
+
+ALIAS_PREFIX = "vlclip_"
+_BATCH = 256
+
+
+def make_client(params: IndexParams):
+    """A client for VLCLIP_QDRANT_URL (wins) or index.url; ':memory:' gives qdrant-client's local mode."""
+    url = os.environ.get("VLCLIP_QDRANT_URL") or params.url
+    if not url:
+        raise ValueError("index.backend is 'qdrant' but neither index.url nor VLCLIP_QDRANT_URL is set")
+    from qdrant_client import QdrantClient
+
+    return QdrantClient(location=url)
+
+
+def current_aliases(client) -> dict[str, str]:
+    """Our aliases -> the collections they point at (our slugs never contain '__', build names do)."""
+    return {a.alias_name: a.collection_name for a in client.get_aliases().aliases
+            if a.alias_name.startswith(ALIAS_PREFIX) and "__" not in a.alias_name}
+
+
+def _create(client, name: str, dim: int, params: IndexParams, metadata: dict) -> None:
+    from qdrant_client import models
+
+    client.create_collection(
+        name, metadata=metadata,
+        vectors_config={v: models.VectorParams(size=dim, distance=models.Distance.COSINE) for v in VECTORS},
+        # thresholds are in KB, as in Edge: keep them low so every type really gets an HNSW graph
+        hnsw_config=models.HnswConfigDiff(m=params.hnsw_m, ef_construct=params.hnsw_ef_construct,
+                                          full_scan_threshold=1),
+        optimizers_config=models.OptimizersConfigDiff(indexing_threshold=1))
+
+
+def _upsert(client, name: str, rows: pd.DataFrame) -> None:
+    from qdrant_client import models
+
+    vecs = {v: matrix(rows, col) for v, col in VECTORS.items()}
+    payloads = rows[PAYLOAD].astype(str).to_dict("records")
+    for start in range(0, len(rows), _BATCH):
+        stop = min(start + _BATCH, len(rows))
+        client.upsert(name, wait=True, points=[
+            models.PointStruct(id=point_id(payloads[i]["product_id"]), payload=payloads[i],
+                               vector={v: m[i].tolist() for v, m in vecs.items()}) for i in range(start, stop)])
+
+
+def _wait_indexed(client, name: str, timeout_s: float = 600.0) -> None:
+    """A server optimizes in the background; swap aliases only once the HNSW graphs exist."""
+    from qdrant_client import models
+
+    deadline = time.monotonic() + timeout_s
+    while client.get_collection(name).status != models.CollectionStatus.GREEN:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"collection {name} still not indexed after {timeout_s:.0f}s")
+        time.sleep(0.5)
+
+
+def build_qdrant(df: pd.DataFrame, params: IndexParams, client, log=print) -> dict:
+    from qdrant_client import models
+
+    df = load_embeddings(df)
+    version = str(df["model_version"].iloc[0])
+    dim = len(df["image_embedding"].iloc[0])
+    build_id = f"{type_slug(version)}_{uuid.uuid4().hex[:8]}"
+    created: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    try:
+        for t, slug in slugs(df["product_type"].astype(str).unique().tolist()).items():
+            name = f"{ALIAS_PREFIX}{slug}__{build_id}"
+            rows = df[df["product_type"].astype(str) == t]
+            _create(client, name, dim, params, {"product_type": t, "model_version": version})
+            created[t] = name
+            _upsert(client, name, rows)
+            _wait_indexed(client, name)
+            counts[t] = len(rows)
+            log(f"index: {t}: {len(rows)} points -> collection {name}")
+    except BaseException:
+        for name in created.values():  # never leave a half-built version behind
+            client.delete_collection(name)
+        raise
+    old = current_aliases(client)
+    ops = [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=a)) for a in old]
+    ops += [models.CreateAliasOperation(create_alias=models.CreateAlias(
+        collection_name=name, alias_name=name.split("__")[0])) for name in created.values()]
+    client.update_collection_aliases(change_aliases_operations=ops)  # one call: an atomic swap
+    live = set(created.values())
+    for c in client.get_collections().collections:
+        if c.name.startswith(ALIAS_PREFIX) and "__" in c.name and c.name not in live:
+            client.delete_collection(c.name)
+    return {"backend": "qdrant", "model_version": version, "dim": dim, "counts": counts,
+            "types": {t: n.split("__")[0] for t, n in created.items()}, "collections": created}
+
+
+class QdrantSearcher(Searcher):
+    """Searches through the aliases, so a rebuild's swap reaches a running service at once."""
+
+    def __init__(self, client, hnsw_ef: int):
+        self.client = client
+        aliases = current_aliases(client)
+        if not aliases:
+            raise RuntimeError(f"no {ALIAS_PREFIX}* aliases on the Qdrant server; run the index stage")
+        self._aliases: dict[str, str] = {}
+        versions, dims = set(), set()
+        for alias in aliases:
+            config = client.get_collection(alias).config
+            meta = config.metadata or {}
+            if "product_type" not in meta:
+                raise RuntimeError(f"collection behind alias {alias} has no product_type metadata")
+            self._aliases[meta["product_type"]] = alias
+            versions.add(str(meta.get("model_version")))
+            dims.add(config.params.vectors["image"].size)
+        if len(versions) != 1 or len(dims) != 1:
+            raise RuntimeError(f"aliased collections disagree: model versions {versions}, dims {dims}")
+        super().__init__(list(self._aliases), versions.pop(), dims.pop(), hnsw_ef)
+
+    def _query(self, product_type: str, vector: np.ndarray, k: int, using: str, exact: bool) -> list[dict]:
+        from qdrant_client import models
+
+        res = self.client.query_points(self._aliases[product_type], query=vector.tolist(), using=using, limit=k,
+                                       with_payload=True,
+                                       search_params=models.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact))
+        return [as_hit(p.payload, p.score) for p in res.points]

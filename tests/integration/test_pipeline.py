@@ -1,0 +1,109 @@
+"""The whole pipeline on a tiny catalog outside the project, then every artifact is opened for real."""
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.integration.conftest import run
+
+VARIANTS = {"vlclip", "no_grounding", "no_refinement", "baseline"}
+
+
+def test_second_repro_changes_nothing(project):
+    r = run(["dvc", "status"], project)
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout
+
+
+def test_pipeline_read_the_pointed_catalog(project, other_catalog):
+    products = pd.read_parquet(project / "data/catalog/products.parquet")
+    source = pd.read_csv(other_catalog / "catalog.csv", dtype=str)
+    assert set(products["product_id"]) <= set(source["product_id"])
+    assert all(p.startswith(str(other_catalog)) for p in products["image_path"])
+    quarantine = pd.read_csv(project / "data/catalog/quarantine.csv")
+    assert len(quarantine) >= 1 and quarantine["reason"].str.len().min() > 5
+
+
+def test_metrics_contract(project):
+    metrics = json.loads((project / "metrics/retrieval.json").read_text())
+    assert set(metrics) == VARIANTS
+    for m in metrics.values():
+        assert set(m) == {"hits@1", "hits@5", "hits@10", "mrr", "n_queries"}
+        assert 0 <= m["hits@1"] <= m["hits@5"] <= m["hits@10"] <= 1 and m["n_queries"] > 0
+    assert len({m["n_queries"] for m in metrics.values()}) == 1  # same queries for every variant
+    assert (project / "plots/hits_at_k.png").stat().st_size > 1000
+
+
+def test_champion_loads_and_embeds(project):
+    receipt = json.loads((project / "receipts/register.json").read_text())
+    assert receipt["promoted"] and receipt["champion"] == receipt["version"]
+    code = ("import sys; sys.path.insert(0, '.'); from registry import load_champion; "
+            "e, v = load_champion(sys.argv[1]); print(v, e.encode_text(['red mug']).shape)")
+    r = run([sys.executable, "-c", code, receipt["tracking_uri"]], project)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == receipt["version"]
+
+
+def test_feast_online_store_returns_embeddings(project):
+    from feast import FeatureStore
+
+    emb = pd.read_parquet(project / "data/embeddings/products.parquet")
+    store = FeatureStore(repo_path=str(project / "feature_repo"))
+    pid = emb["product_id"].iloc[3]
+    row = store.get_online_features(features=["product_embeddings:fused_embedding",
+                                              "product_attributes:product_type"],
+                                    entity_rows=[{"product_id": pid}]).to_dict()
+    assert row["product_type"][0] == emb["product_type"].iloc[3]
+    assert row["fused_embedding"][0] == pytest.approx(list(emb["fused_embedding"].iloc[3]), abs=1e-5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(project):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vlclip.cli", "serve", "--port", str(port)], cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("service did not start: " + proc.stdout.read()[-3000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_service_search_returns_products_of_the_requested_type(service, project):
+    emb = pd.read_parquet(project / "data/embeddings/products.parquet")
+    ptype = emb["product_type"].value_counts().index[0]
+    r = httpx.post(f"{service}/search", json={"query": f"red {ptype}", "product_type": ptype, "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["results"] and {x["product_type"] for x in body["results"]} == {ptype}
+    receipt = json.loads((project / "receipts/register.json").read_text())
+    assert str(body["model_version"]) == receipt["champion"]
+
+
+def test_service_similar_reads_feast_and_stays_in_type(service, project):
+    emb = pd.read_parquet(project / "data/embeddings/products.parquet")
+    pid, ptype = emb["product_id"].iloc[0], emb["product_type"].iloc[0]
+    r = httpx.get(f"{service}/products/{pid}/similar", params={"k": 3})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert results and pid not in {x["product_id"] for x in results}
+    assert {x["product_type"] for x in results} == {ptype}
+    assert httpx.get(f"{service}/").status_code == 200

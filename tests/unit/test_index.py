@@ -1,0 +1,204 @@
+"""serving.index: per-type HNSW shards (Qdrant Edge) and the qdrant-client backend."""
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.index import (IndexParams, build, load_embeddings, main, matrix, measure, open_searcher, point_id,
+                           slugs)
+
+TYPES = ["dress", "table lamp", "bag"]
+DIM = 48
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def embeddings(n_per_type: int = 300, types=TYPES, version: str = "1", seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = n_per_type * len(types)
+    image = _unit(rng.normal(size=(n, DIM)))
+    text = _unit(image + 0.7 * rng.normal(size=(n, DIM)))
+    return pd.DataFrame({
+        "product_id": [f"p{seed}-{i:05d}" for i in range(n)],
+        "product_type": [types[i % len(types)] for i in range(n)],
+        "title": [f"title {i}" for i in range(n)], "image_path": [f"/img/{i}.png" for i in range(n)],
+        "image_embedding": list(image), "text_embedding": list(text), "fused_embedding": list(_unit(image + text)),
+        "model_version": version, "event_timestamp": datetime.now(timezone.utc)})
+
+
+def params(backend: str = "edge", **kw) -> IndexParams:
+    base = dict(backend=backend, path="", url=":memory:", hnsw_m=16, hnsw_ef_construct=100, hnsw_ef=64, recall_k=10)
+    return IndexParams(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def edge_index(tmp_path_factory):
+    df = embeddings()
+    path = tmp_path_factory.mktemp("idx") / "index"
+    build(df, params(), path, log=lambda *_: None)
+    searcher = open_searcher(params(), path)
+    yield df, path, searcher
+    searcher.close()
+
+
+def test_hnsw_is_built_and_recall_is_high(edge_index):
+    df, _, searcher = edge_index
+    for t, shard in searcher._shards.items():  # a real graph for both named vectors, not brute force
+        assert shard.info().indexed_vectors_count == 2 * int((df["product_type"] == t).sum())
+    stats = measure(searcher, df, 10)
+    assert stats["recall@k"] >= 0.9, stats
+    assert set(stats["recall@k_per_type"]) == set(TYPES)
+    assert 0 < stats["latency_ms"]["p50"] <= stats["latency_ms"]["p95"]
+
+
+def test_exact_search_matches_numpy(edge_index):
+    df, _, searcher = edge_index
+    rows = df[df["product_type"] == "bag"]
+    image = matrix(rows, "image_embedding")
+    query = matrix(rows, "text_embedding")[3]
+    expected = rows["product_id"].to_numpy()[np.argsort(-(image @ query))[:10]]
+    got = [h["product_id"] for h in searcher.search(query, "bag", 10, exact=True)]
+    assert got == list(expected)
+
+
+def test_search_stays_in_type_and_fans_out_by_score(edge_index):
+    df, _, searcher = edge_index
+    assert searcher.types() == sorted(TYPES)
+    row = df.iloc[4]
+    own = searcher.search(row["image_embedding"], row["product_type"], 5)
+    assert own[0]["product_id"] == row["product_id"] and own[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert {h["product_type"] for h in own} == {row["product_type"]}
+    assert set(own[0]) == {"product_id", "score", "product_type", "title", "image_path"}
+    other = next(t for t in TYPES if t != row["product_type"])
+    assert all(h["product_type"] == other for h in searcher.search(row["image_embedding"], other, 20))
+    merged = searcher.search(row["image_embedding"], None, 12, exact=True)
+    scores = [h["score"] for h in merged]
+    assert scores == sorted(scores, reverse=True) and len(merged) == 12
+    everything = matrix(df, "image_embedding") @ row["image_embedding"]
+    assert [h["product_id"] for h in merged] == list(df["product_id"].to_numpy()[np.argsort(-everything)[:12]])
+
+
+def test_fused_vectors_are_searchable(edge_index):
+    df, _, searcher = edge_index
+    row = df.iloc[7]
+    assert searcher.search(row["fused_embedding"], row["product_type"], 1, using="fused")[0]["product_id"] == \
+        row["product_id"]
+
+
+def test_unknown_type_and_bad_vector_raise(edge_index):
+    _, _, searcher = edge_index
+    with pytest.raises(ValueError, match=r"unknown product_type 'sofa'.*bag.*dress.*table lamp"):
+        searcher.search(np.ones(DIM), "sofa", 3)
+    with pytest.raises(ValueError, match="dims"):
+        searcher.search(np.ones(DIM + 1), "bag", 3)
+
+
+def test_manifest_and_layout(edge_index):
+    df, path, _ = edge_index
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["types"] == {"bag": "bag", "dress": "dress", "table lamp": "table_lamp"}
+    assert manifest["counts"] == df["product_type"].value_counts().to_dict()
+    assert manifest["model_version"] == "1" and manifest["dim"] == DIM
+    assert all((path / d / "edge_config.json").exists() for d in manifest["types"].values())
+
+
+def test_rebuild_over_existing_index(tmp_path):
+    path = tmp_path / "index"
+    build(embeddings(50), params(), path, log=lambda *_: None)
+    new = embeddings(40, types=["shoe", "dress"], version="2", seed=1)
+    build(new, params(), path, log=lambda *_: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]  # no temp or old dirs left behind
+    searcher = open_searcher(params(), path)
+    try:
+        assert searcher.types() == ["dress", "shoe"] and searcher.model_version == "2"
+        row = new.iloc[0]
+        assert searcher.search(row["image_embedding"], row["product_type"], 1)[0]["product_id"] == row["product_id"]
+    finally:
+        searcher.close()
+
+
+def test_ids_slugs_and_input_checks():
+    assert point_id("sku-1") == point_id("sku-1") != point_id("sku-2")
+    assert len(point_id("sku-1")) == 36
+    with pytest.raises(ValueError, match="both map"):
+        slugs(["Table Lamp", "table-lamp"])
+    df = embeddings(5)
+    with pytest.raises(ValueError, match="mixes model versions"):
+        load_embeddings(df.assign(model_version=["1", "2"] * 7 + ["1"]))
+    with pytest.raises(ValueError, match="repeats product_id"):
+        load_embeddings(pd.concat([df, df.iloc[:1]]))
+    with pytest.raises(ValueError, match="lacks columns.*fused_embedding"):
+        load_embeddings(df.drop(columns="fused_embedding"))
+
+
+def test_qdrant_backend_in_memory():
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(":memory:")
+    p = params("qdrant")
+    df = embeddings(60)
+    with warnings.catch_warnings():  # local mode warns that it ignores hnsw_ef
+        warnings.simplefilter("ignore", UserWarning)
+        first = build(df, p, client=client, log=lambda *_: None)
+        searcher = open_searcher(p, client=client)
+        assert searcher.types() == sorted(TYPES) and searcher.model_version == "1" and searcher.dim == DIM
+        row = df.iloc[5]
+        hits = searcher.search(row["image_embedding"], row["product_type"], 5)
+        assert hits[0]["product_id"] == row["product_id"]
+        assert {h["product_type"] for h in hits} == {row["product_type"]}
+        with pytest.raises(ValueError, match="known types"):
+            searcher.search(row["image_embedding"], "sofa", 5)
+        second = build(embeddings(30, version="2", seed=3), p, client=client, log=lambda *_: None)
+        # the running searcher queries through the aliases, so it already sees the new version
+        assert searcher.search(row["image_embedding"], row["product_type"], 1)[0]["product_id"].startswith("p3-")
+    aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+    assert aliases == {f"vlclip_{s}": second["collections"][t] for t, s in slugs(TYPES).items()}
+    names = {c.name for c in client.get_collections().collections}
+    assert names == set(second["collections"].values()) and not names & set(first["collections"].values())
+
+
+def test_main_writes_receipt(tmp_path, capsys):
+    df = embeddings(120)
+    df.to_parquet(tmp_path / "emb.parquet")
+    (tmp_path / "params.yaml").write_text(
+        f"index:\n  backend: edge\n  path: {tmp_path / 'index'}\n  url: ''\n  hnsw_m: 16\n"
+        "  hnsw_ef_construct: 100\n  hnsw_ef: 64\n  recall_k: 10\n")
+    receipt = tmp_path / "metrics" / "index.json"
+    assert main(["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "emb.parquet"),
+                 "--receipt", str(receipt)]) == 0
+    out = json.loads(receipt.read_text())
+    assert out["backend"] == "edge" and out["model_version"] == "1" and out["n_points"] == len(df)
+    assert out["counts"] == {t: 120 for t in TYPES}
+    assert out["recall@k"] >= 0.9 and out["k"] == 10 and out["build_s"] > 0
+    assert out["latency_ms"]["p95"] >= out["latency_ms"]["p50"] > 0
+    assert "recall@10" in capsys.readouterr().out
+
+
+def test_second_open_of_an_edge_index_fails_clearly(edge_index):
+    _, path, _ = edge_index
+    with pytest.raises(RuntimeError, match="another process"):
+        open_searcher(params(), path)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # local mode ignores hnsw_ef and says so
+def test_main_qdrant_backend_from_env_url(tmp_path, monkeypatch):
+    embeddings(40).to_parquet(tmp_path / "emb.parquet")
+    (tmp_path / "params.yaml").write_text(
+        "index:\n  backend: qdrant\n  path: unused\n  url: ''\n  hnsw_m: 16\n"
+        "  hnsw_ef_construct: 100\n  hnsw_ef: 64\n  recall_k: 5\n")
+    with pytest.raises(ValueError, match="VLCLIP_QDRANT_URL"):
+        main(["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "emb.parquet"),
+              "--receipt", str(tmp_path / "r.json")])
+    monkeypatch.setenv("VLCLIP_QDRANT_URL", ":memory:")
+    assert main(["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "emb.parquet"),
+                 "--receipt", str(tmp_path / "r.json")]) == 0
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["backend"] == "qdrant" and out["n_points"] == 120 and out["recall@k"] == 1.0  # local mode is exact
+    assert set(out["collections"]) == set(TYPES)

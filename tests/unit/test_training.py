@@ -1,0 +1,93 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from training.data import VARIANTS, augment, pair_table, raw_text
+from training.evaluate import rank_metrics
+from training.loss import ClipLoss
+from training.model import ModelParams, create, load_encoder, save_checkpoint
+from training.train import TrainParams, fit, make_optimizer
+
+
+def test_clip_loss_matches_reference_and_prefers_aligned_pairs():
+    torch.manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    txt = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    scale = torch.tensor(10.0)
+    logits = scale * img @ txt.T
+    y = torch.arange(8)
+    ref = (torch.nn.functional.cross_entropy(logits, y) + torch.nn.functional.cross_entropy(logits.T, y)) / 2
+    assert torch.isclose(ClipLoss()(img, txt, scale), ref)
+    assert ClipLoss()(img, img, scale) < ClipLoss()(img, txt, scale)
+
+
+def test_pair_table_picks_images_and_text_by_variant():
+    products = pd.DataFrame({"product_id": ["a", "b"], "product_type": ["mug", "hat"], "split": ["train", "test"],
+                             "image_path": ["full_a", "full_b"], "title": ["T<b>a</b>", "Tb"],
+                             "description": ["d  a", "db"]})
+    boxes = pd.DataFrame({"product_id": ["a", "b"], "crop_path": ["crop_a", "crop_b"]})
+    queries = pd.DataFrame({"product_id": ["a", "b"], "query": ["qa", "qb"]})
+    v = pair_table(products, VARIANTS["vlclip"], boxes, queries)
+    assert list(v["image_path"]) == ["crop_a", "crop_b"] and list(v["text"]) == ["qa", "qb"]
+    b = pair_table(products, VARIANTS["baseline"])
+    assert list(b["image_path"]) == ["full_a", "full_b"] and b["text"][0] == raw_text("T<b>a</b>", "d  a")
+    with pytest.raises(ValueError, match="crops"):
+        pair_table(products, VARIANTS["no_refinement"])
+
+
+def test_augment_keeps_shape_and_changes_pixels():
+    x = torch.rand(4, 3, 16, 16)
+    y = augment(x, torch.Generator().manual_seed(1))
+    assert y.shape == x.shape and not torch.equal(x, y)
+
+
+def test_optimizer_warms_up_then_decays():
+    model = torch.nn.Linear(4, 4)
+    opt, sched = make_optimizer(model, TrainParams(lr=1.0, warmup_steps=4), total_steps=20)
+    lrs = []
+    for _ in range(20):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs[2] > lrs[0] and max(lrs) == pytest.approx(1.0) and lrs[-1] < 0.05
+    assert opt.param_groups[0]["weight_decay"] == 0.0  # the bias
+
+
+def test_fit_learns_a_separable_toy_task_and_round_trips(tmp_path):
+    """Four colours <-> four words: training must cut the validation loss below chance (ln 4)."""
+    torch.manual_seed(0)
+    model, _, pre, tok = create(ModelParams("vlclip-tiny"))
+    colours = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "white": (1, 1, 1)}
+    names = list(colours)  # one of each per batch: no false negatives
+    pix = torch.stack([torch.tensor(colours[n], dtype=torch.float32)[:, None, None].expand(3, 64, 64) for n in names])
+    pix = pix + 0.05 * torch.randn_like(pix)
+    data = (pix, tok(names))
+    _, hist = fit(model, data, data, TrainParams(epochs=60, batch_size=4, lr=2e-3, warmup_steps=5, patience=60),
+                  "cpu", log=lambda s: None)
+    assert hist[-1]["val_loss"] < math.log(4) * 0.8
+    save_checkpoint(model, ModelParams("vlclip-tiny"), tmp_path)
+    enc = load_encoder(tmp_path)
+    t = enc.encode_text(["red", "blue"])
+    assert t.shape == (2, 128) and np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
+
+
+def test_rank_metrics():
+    sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8]])
+    m = rank_metrics(sim, [{2}, {2, 1}], ks=(1, 2))
+    assert m == {"hits@1": 0.5, "hits@2": 1.0, "mrr": 0.75, "n_queries": 2}
+
+
+def test_repeated_texts_are_merged_not_treated_as_negatives():
+    torch.manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    txt = torch.nn.functional.normalize(torch.randn(2, 8), dim=1)
+    ids = torch.tensor([0, 1, 0, 1])
+    merged = ClipLoss()(img, txt, torch.tensor(5.0), ids)
+    naive = ClipLoss()(img, txt[ids], torch.tensor(5.0))  # copies as negatives of each other
+    assert merged < naive
+    # images aligned with their (shared) text give a lower loss than misaligned ones
+    aligned = ClipLoss()(txt[ids], txt, torch.tensor(20.0), ids)
+    assert aligned < ClipLoss()(txt[1 - ids], txt, torch.tensor(20.0), ids)

@@ -1,0 +1,107 @@
+"""open_clip models by name, and an Encoder that turns texts and PIL images into unit vectors.
+
+Serving and grounding use `Encoder` / `load_encoder`; nothing here imports the training loop.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+WEIGHTS = "model.pt"
+SPEC = "model.json"
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    name: str
+    pretrained: str = ""
+
+
+def register_configs() -> None:
+    """Make the architectures in training/model_configs/ known to open_clip (file stem = name)."""
+    import open_clip
+
+    open_clip.add_model_config(CONFIG_DIR)
+
+
+def create(params: ModelParams):
+    """-> (model, preprocess_train, preprocess_val, tokenizer). Never downloads: a tag that is not
+    cached locally raises open_clip's RuntimeError, which names the tag."""
+    import open_clip
+
+    register_configs()
+    model, pre_train, pre_val = open_clip.create_model_and_transforms(
+        params.name, pretrained=params.pretrained or None)
+    return model, pre_train, pre_val, open_clip.get_tokenizer(params.name)
+
+
+class Encoder:
+    """Wraps a CLIP model: texts/images -> float32 arrays (n, dim), rows L2-normalised."""
+
+    def __init__(self, model, preprocess, tokenizer, device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.device = device
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.text_projection.shape[1]) if hasattr(self.model, "text_projection") \
+            else int(self.encode_text(["x"]).shape[1])
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[i:i + batch_size])).to(self.device)
+            out.append(self.model.encode_text(tokens, normalize=True).float().cpu())  # (b, dim)
+        return _cat(out)
+
+    @torch.no_grad()
+    def encode_images(self, images: list, batch_size: int = 128) -> np.ndarray:
+        out = []
+        for i in range(0, len(images), batch_size):
+            batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images[i:i + batch_size]])
+            out.append(self.model.encode_image(batch.to(self.device), normalize=True).float().cpu())
+        return _cat(out)
+
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """Already preprocessed tensors (n, 3, H, W) -> (n, dim)."""
+        out = [self.model.encode_image(pixels[i:i + batch_size].to(self.device), normalize=True).float().cpu()
+               for i in range(0, len(pixels), batch_size)]
+        return _cat(out)
+
+
+def _cat(chunks: list[torch.Tensor]) -> np.ndarray:
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(chunks).numpy().astype(np.float32)
+
+
+def save_checkpoint(model, params: ModelParams, directory: str | Path) -> Path:
+    """Weights plus the architecture name, so `load_encoder` can rebuild the model offline."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), directory / WEIGHTS)
+    (directory / SPEC).write_text(json.dumps(asdict(params), indent=2))
+    return directory
+
+
+def load_model(directory: str | Path):
+    """-> (model, preprocess_val, tokenizer) from a directory written by `save_checkpoint`."""
+    directory = Path(directory)
+    spec = ModelParams(**json.loads((directory / SPEC).read_text()))
+    model, _, pre_val, tok = create(ModelParams(spec.name, pretrained=""))
+    model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
+    return model, pre_val, tok
+
+
+def load_encoder(directory: str | Path, device: str = "cpu") -> Encoder:
+    model, pre_val, tok = load_model(directory)
+    return Encoder(model, pre_val, tok, device=device)

@@ -1,0 +1,46 @@
+"""Pictures people look at: training curves and HITS@k bars (matplotlib, Agg backend)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curve(history: pd.DataFrame, title: str, path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=110)
+    ax.plot(history["epoch"], history["train_loss"], marker="o", label="train")
+    ax.plot(history["epoch"], history["val_loss"], marker="o", label="validation")
+    ax.set(xlabel="epoch", ylabel="InfoNCE loss", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_hits(metrics: dict, ks: list[int], path: Path) -> Path:
+    """Grouped bars: one group per k, one bar per variant."""
+    plt = _plt()
+    variants = list(metrics)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    width = 0.8 / len(variants)
+    for i, v in enumerate(variants):
+        xs = [j + i * width for j in range(len(ks))]
+        ax.bar(xs, [metrics[v][f"hits@{k}"] for k in ks], width, label=v)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(ks))], [f"HITS@{k}" for k in ks])
+    ax.set(ylim=(0, 1), ylabel="share of queries", title="text -> image retrieval, held-out products")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

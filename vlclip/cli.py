@@ -1,0 +1,59 @@
+"""The `vlclip` command: serve, promote, lookup (Feast online features for rankers), run."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vlclip.params import load_params
+
+
+def _serve(args) -> int:
+    from serving.app import run
+
+    params = load_params(args.params)
+    run(params, Path(args.root).resolve(), args.host or params["serve"]["host"],
+        args.port or params["serve"]["port"])
+    return 0
+
+
+def _lookup(args) -> int:
+    from serving.features import ProductFeatures
+
+    params = load_params(args.params)
+    feats = ProductFeatures(str(Path(args.root) / "feature_repo"), params["feast"]["config"])
+    df = feats.lookup(args.product_ids)
+    print(json.dumps(df.to_dict(orient="records"), default=lambda v: list(map(float, v))))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(prog="vlclip", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the retrieval service (loads models:/vl-clip@champion)")
+    s.add_argument("--params", default="params.yaml")
+    s.add_argument("--root", default=".", help="the project directory (data/, feature_repo/, mlflow/)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    sub.add_parser("promote", help="move the champion alias, gated on the metric", add_help=False)
+    sub.add_parser("run", help="dvc repro with timings and an artifact list", add_help=False)
+    lk = sub.add_parser("lookup", help="Feast online features of products, as JSON")
+    lk.add_argument("product_ids", nargs="+")
+    lk.add_argument("--params", default="params.yaml")
+    lk.add_argument("--root", default=".")
+    if argv and argv[0] == "promote":
+        from registry.promote import main as promote
+
+        return promote(argv[1:])
+    if argv and argv[0] == "run":
+        from vlclip.run import main as run
+
+        return run(argv[1:])
+    args = ap.parse_args(argv)
+    return {"serve": _serve, "lookup": _lookup}[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
