@@ -9,8 +9,14 @@ accepts integer or UUID ids):
   with `<path>/manifest.json`; see serving/edge_index.py.
 - `qdrant` (scale-out): a Qdrant server or cluster through qdrant-client; see serving/qdrant_index.py.
 
+Why a shard (collection) per type rather than one shard with a tenant-partitioned product_type
+payload index: a per-type graph is the paper's layout made physical, so a typed query can never
+touch another type's vectors and needs no filter; each type can be rebuilt, resized or tuned on its
+own (a new type adds a shard and rebuilds nothing else); and recall and latency are measured per
+type in the receipt. The cost, a fan-out merge for untyped queries, is small with ~10-100 types.
+
 Run: python -m serving.index --params params.yaml --embeddings data/embeddings/products.parquet
-     --receipt metrics/index.json
+     --receipt receipts/index.json
 """
 from __future__ import annotations
 

@@ -51,8 +51,9 @@ def rank_metrics(sim: np.ndarray, relevant: list[set[int]], ks) -> dict:
     return out
 
 
-def evaluate_variant(encoder, gallery: pd.DataFrame, queries: pd.DataFrame, ks) -> tuple[dict, dict]:
-    """gallery: product_id, product_type, image_path. -> (overall metrics, per-product-type metrics)."""
+def evaluate_variant(encoder, gallery: pd.DataFrame, queries: pd.DataFrame, ks) -> tuple[dict, dict, dict]:
+    """gallery: product_id, product_type, image_path.
+    -> (overall metrics, per-product-type metrics, {query text: top-5 gallery rows})."""
     from PIL import Image
 
     images = []
@@ -72,7 +73,9 @@ def evaluate_variant(encoder, gallery: pd.DataFrame, queries: pd.DataFrame, ks) 
         qs = [i for i, rel in enumerate(relevant) if any(types[j] == t for j in rel)]
         if qs:
             by_type[t] = rank_metrics(sim[qs], [relevant[i] for i in qs], ks)
-    return overall, by_type
+    top = {text: [(gallery["image_path"].iloc[j], j in rel) for j in np.argsort(-row)[:5]]
+           for text, row, rel in zip(texts, sim, relevant)}
+    return overall, by_type, top
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,16 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     p = section(EvaluateParams, load_params(args.params), "evaluate")
     from training.model import load_encoder
-    from training.plots import plot_hits
+    from training.plots import plot_examples, plot_hits
 
     products, boxes, refined = (pd.read_parquet(args.products), read_optional(args.boxes),
                                 read_optional(args.queries))
-    metrics, by_type = {}, {}
+    metrics, by_type, tops = {}, {}, {}
     for name, variant in VARIANTS.items():
         pairs = pair_table(products, variant, boxes, refined)
         gallery = pairs[pairs["split"] == "test"]
         queries = eval_queries(Path(args.catalog), set(gallery["product_id"]), refined)
-        metrics[name], by_type[name] = evaluate_variant(load_encoder(Path(args.models) / name),
+        metrics[name], by_type[name], tops[name] = evaluate_variant(load_encoder(Path(args.models) / name),
                                                         gallery, queries, p.ks)
         m = metrics[name]
         print(f"evaluate[{name}]: " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
@@ -112,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     pd.DataFrame([{"variant": v, "k": k, "hits": metrics[v][f"hits@{k}"]} for v in metrics for k in p.ks]
                  ).to_csv(plots / "hits_at_k.csv", index=False)
     plot_hits(metrics, list(p.ks), plots / "hits_at_k.png")
-    print(f"evaluate: wrote {args.metrics}, {args.by_type}, {plots}/hits_at_k.png")
+    plot_examples({v: tops[v] for v in ("vlclip", "baseline")}, plots / "retrieval_examples.png")
+    print(f"evaluate: wrote {args.metrics}, {args.by_type}, {plots}/hits_at_k.png, "
+          f"{plots}/retrieval_examples.png")
     return 0
 
 

@@ -44,3 +44,28 @@ def plot_hits(metrics: dict, ks: list[int], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_examples(tops: dict[str, dict], path: Path, n_queries: int = 4, tile: int = 96) -> Path:
+    """Top-5 images per query, one row per (query, variant); a green frame marks a relevant product.
+    tops: variant -> {query: [(image_path, relevant), ...]}; the first n_queries queries are shown."""
+    from PIL import Image, ImageDraw
+
+    variants = list(tops)
+    queries = list(tops[variants[0]])[:n_queries]
+    label = 260
+    sheet = Image.new("RGB", (label + 5 * tile, len(queries) * len(variants) * tile), "white")
+    draw = ImageDraw.Draw(sheet)
+    for qi, q in enumerate(queries):
+        for vi, v in enumerate(variants):
+            y = (qi * len(variants) + vi) * tile
+            draw.text((4, y + 4), f"{q[:40]}", fill="black")
+            draw.text((4, y + 20), v, fill="gray")
+            for k, (image_path, relevant) in enumerate(tops[v][q]):
+                with Image.open(image_path) as im:
+                    sheet.paste(im.convert("RGB").resize((tile - 6, tile - 6)), (label + k * tile + 3, y + 3))
+                if relevant:
+                    draw.rectangle((label + k * tile, y, label + (k + 1) * tile - 1, y + tile - 1),
+                                   outline="lime", width=3)
+    sheet.save(path)
+    return path

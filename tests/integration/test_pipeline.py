@@ -35,7 +35,8 @@ def test_metrics_contract(project):
         assert set(m) == {"hits@1", "hits@5", "hits@10", "mrr", "n_queries"}
         assert 0 <= m["hits@1"] <= m["hits@5"] <= m["hits@10"] <= 1 and m["n_queries"] > 0
     assert len({m["n_queries"] for m in metrics.values()}) == 1  # same queries for every variant
-    assert (project / "plots/hits_at_k.png").stat().st_size > 1000
+    for picture in ("hits_at_k.png", "retrieval_examples.png", "grounding.png"):
+        assert (project / "plots" / picture).stat().st_size > 1000
 
 
 def test_champion_loads_and_embeds(project):
