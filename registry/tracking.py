@@ -17,11 +17,12 @@ class MlflowParams:
     gate_metric: str = "hits@5"
 
 
-def tracking_uri(params: MlflowParams) -> str:
-    """The environment wins so a deployment can point at PostgreSQL without editing params.yaml."""
+def tracking_uri(params: MlflowParams, root: Path | None = None) -> str:
+    """The environment wins so a deployment can point at PostgreSQL without editing params.yaml.
+    A relative SQLite path is taken relative to `root` (default: the working directory)."""
     uri = os.environ.get(URI_ENV) or params.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = Path(uri.removeprefix("sqlite:///")).resolve()
+        path = (Path(root or ".") / uri.removeprefix("sqlite:///")).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{path}"
     return uri

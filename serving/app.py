@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import io
-import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,15 +142,6 @@ def create_app(load_state: Callable[[], ServiceState]) -> FastAPI:
     return app
 
 
-def _tracking_uri(params: dict, root: Path) -> str:
-    """VLCLIP_MLFLOW_URI wins; a relative sqlite path in params.yaml is relative to the repo root."""
-    uri = os.environ.get("VLCLIP_MLFLOW_URI") or params["mlflow"]["tracking_uri"]
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        uri = prefix + str(root / uri[len(prefix):])
-    return uri
-
-
 def read_products(path: Path, root: Path) -> tuple[pd.DataFrame, str]:
     """The embed stage's table -> (products indexed by product_id, its model_version)."""
     table = pd.read_parquet(path, columns=["product_id", *PRODUCT_COLUMNS, "model_version"])
@@ -168,11 +158,13 @@ def build_state(params: dict, root: Path, embeddings: Path | None = None) -> Ser
     encoder, the index and the embeddings come from different model versions (queries would be
     embedded in a different space than the index)."""
     from registry import load_champion
+    from registry.tracking import MlflowParams, tracking_uri
     from vlclip.params import section
 
     root = Path(root)
     index_params = section(IndexParams, params, "index")
-    encoder, version = load_champion(_tracking_uri(params, root), params["mlflow"]["model_name"], alias="champion")
+    mlflow_params = section(MlflowParams, params, "mlflow")
+    encoder, version = load_champion(tracking_uri(mlflow_params, root), mlflow_params.model_name, alias="champion")
     products, table_version = read_products(embeddings or root / "data" / "embeddings" / "products.parquet", root)
     searcher = open_searcher(index_params, root / index_params.path)
     versions = {"champion": str(version), "embeddings": table_version, "index": str(searcher.model_version)}

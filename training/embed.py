@@ -50,7 +50,7 @@ def embed_products(encoder, table: pd.DataFrame, batch_size: int, version: str) 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--receipt", required=True, help="register receipt (names the champion version)")
+    ap.add_argument("--receipt", required=True, help="register receipt (runs embed after register)")
     ap.add_argument("--products", required=True)
     ap.add_argument("--boxes", required=True)
     ap.add_argument("--queries", required=True)
@@ -58,11 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     params = load_params(args.params)
     p, mp = section(EmbedParams, params, "embed"), section(MlflowParams, params, "mlflow")
-    receipt = json.loads(Path(args.receipt).read_text())
-    from registry.load import load_encoder_uri
+    # The registry's champion alias, not the receipt, decides: after a manual `vlclip promote`,
+    # `dvc repro -sf embed` re-embeds with the new champion. The receipt only orders the stages.
+    from registry.load import load_champion
 
-    version = str(receipt["champion"])
-    encoder = load_encoder_uri(f"models:/{mp.model_name}/{version}", tracking_uri(mp))
+    encoder, version = load_champion(tracking_uri(mp), mp.model_name, alias="champion")
+    registered = json.loads(Path(args.receipt).read_text())["champion"]
+    if str(registered) != version:
+        print(f"embed: champion is version {version} (register's receipt said {registered})")
     products = pd.read_parquet(args.products)
     crops = pd.read_csv(args.boxes, dtype={"product_id": str})[["product_id", "crop_path"]]
     queries = pd.read_parquet(args.queries)[["product_id", "query"]]

@@ -239,7 +239,8 @@ def test_build_state_loads_champion_and_checks_versions(world, monkeypatch):
     # the service fixture holds data/index open, and an Edge shard admits one handle: use a second index
     build(table, INDEX, root / "data" / "index_b", log=lambda *_: None)
     params = {"index": {**INDEX.__dict__, "path": "data/index_b"}, "feast": {"config": "feature_store.yaml"},
-              "mlflow": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "model_name": "vl-clip"},
+              "mlflow": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts",
+                         "model_name": "vl-clip"},
               "serve": {"default_k": 3}}
     monkeypatch.delenv("VLCLIP_MLFLOW_URI", raising=False)
     champion_version = VERSION
