@@ -13,9 +13,6 @@ import pandas as pd
 import torch
 from PIL import Image
 
-IMAGE_SOURCES = ("full", "crops")
-TEXT_SOURCES = ("raw", "refined")
-
 
 @dataclass(frozen=True)
 class Variant:

@@ -10,7 +10,6 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import pandas as pd
 import torch
