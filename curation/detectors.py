@@ -23,6 +23,7 @@ class ClipWindowParams:
     stride: float = 0.25
     top_proposals: int = 24
     batch_size: int = 256
+    keep_ratio: float = 1.0  # pick the largest window scoring >= keep_ratio * best (1.0: the best)
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,16 @@ class ClipWindows:
     def detect(self, image: Image.Image, product_type: str, description: str) -> tuple[np.ndarray, float]:
         boxes = np.concatenate([top_proposals(image, self.grid, self.params.top_proposals),
                                 np.array([[0, 0, 1, 1]], dtype=np.float32)])
-        feats = torch.from_numpy(self.encoder.encode_pixels(self._window_pixels(image, boxes)))  # (K, D)
-        probs = (self.scale * feats @ self._candidates(description).T).softmax(dim=1)[:, 0]      # (K,)
+        feats = torch.from_numpy(self.encoder.encode_pixels(self._window_pixels(image, boxes),
+                                                            self.params.batch_size))         # (K, D)
+        probs = (self.scale * feats @ self._candidates(description).T).softmax(dim=1)[:, 0].numpy()  # (K,)
+        # The top window is often a tight part of the product (a colour patch); among windows almost
+        # as confident, the largest is more likely to hold the whole product.
         best = int(probs.argmax())
+        if self.params.keep_ratio < 1.0:
+            near = np.nonzero(probs >= self.params.keep_ratio * probs[best])[0]
+            area = (boxes[near, 2] - boxes[near, 0]) * (boxes[near, 3] - boxes[near, 1])
+            best = int(near[np.argmax(area)])
         return boxes[best], float(probs[best])
 
 

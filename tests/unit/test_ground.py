@@ -74,7 +74,7 @@ class _ColourEncoder:
         v = np.array([table[t.split()[0]] for t in texts], dtype=np.float32)
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-    def encode_pixels(self, pixels):
+    def encode_pixels(self, pixels, batch_size=256):
         v = pixels.mean(dim=(2, 3)).numpy()
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
@@ -120,3 +120,15 @@ def test_grounding_dino_backend_from_a_local_directory(tmp_path):
     assert box.shape == (4,) and 0 <= box.min() and box.max() <= 1 and 0 <= score <= 1
     g = ground_one(det, _scene(), "mug", "red mug", GroundParams(threshold=1.01))
     assert g["fallback"]  # a random model never clears tau > 1
+
+
+def test_keep_ratio_prefers_the_largest_nearly_best_window():
+    """A red object inside a larger red-dominated region: ratio 1.0 takes the single best window,
+    a lower ratio the largest window whose score is close to it."""
+    tight = ClipWindows(_ColourEncoder(), ["red mug", "grey wall", "blue hat"],
+                        ClipWindowParams(top_proposals=10, keep_ratio=1.0), contrast=2)
+    loose = ClipWindows(_ColourEncoder(), ["red mug", "grey wall", "blue hat"],
+                        ClipWindowParams(top_proposals=10, keep_ratio=0.5), contrast=2)
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    (b1, s1), (b2, s2) = tight.detect(_scene(), "mug", "red mug"), loose.detect(_scene(), "mug", "red mug")
+    assert area(b2) > area(b1) and s2 <= s1 and s2 >= 0.5 * s1
