@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs = pair_table(products, variant, boxes, refined)
         gallery = pairs[pairs["split"] == "test"]
         queries = eval_queries(Path(args.catalog), set(gallery["product_id"]), refined)
-        metrics[name], by_type[name], tops[name] = evaluate_variant(load_encoder(Path(args.models) / name),
-                                                        gallery, queries, p.ks)
+        encoder = load_encoder(Path(args.models) / name)
+        metrics[name], by_type[name], tops[name] = evaluate_variant(encoder, gallery, queries, p.ks)
         m = metrics[name]
         print(f"evaluate[{name}]: " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                                  for k, v in m.items()), flush=True)

@@ -59,7 +59,7 @@ def plot_examples(tops: dict[str, dict], path: Path, n_queries: int = 4, tile: i
     for qi, q in enumerate(queries):
         for vi, v in enumerate(variants):
             y = (qi * len(variants) + vi) * tile
-            draw.text((4, y + 4), f"{q[:40]}", fill="black")
+            draw.text((4, y + 4), q[:40], fill="black")
             draw.text((4, y + 20), v, fill="gray")
             for k, (image_path, relevant) in enumerate(tops[v][q]):
                 with Image.open(image_path) as im:
