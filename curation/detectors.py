@@ -16,6 +16,7 @@ from PIL import Image
 
 from curation.proposals import top_proposals, windows
 
+
 @dataclass(frozen=True)
 class ClipWindowParams:
     scales: tuple[float, ...] = (0.35, 0.5, 0.65, 0.8)

@@ -56,7 +56,7 @@ def make_detector(p: GroundParams, descriptions: list[str], scout: str | None):
     if p.backend == "clip_windows":
         if not scout:
             raise ValueError("ground.backend clip_windows needs --scout (a CLIP checkpoint directory)")
-        from training.model import load_encoder
+        from vlclip.encoder import load_encoder
 
         return ClipWindows(load_encoder(scout), descriptions, p.clip_windows)
     if p.backend == "grounding_dino":

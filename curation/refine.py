@@ -4,13 +4,14 @@
 
 Writes queries.parquet (product_id, query, rounds, guard_ok, backend, fell_back) and audit.jsonl
 (one JSON object per product with every agent step). Whatever the backend, the final query must pass
-the guards in curation.vocab; an LLM query that still fails after max_rounds is replaced by the
+the guards in curation.refinement.guards; an LLM query that still fails after max_rounds is replaced by the
 rules backend's query for that product (fell_back=True).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +20,20 @@ from typing import Any
 
 import pandas as pd
 
-from curation.agents import AgentRun, Backend, OpenAIParams, Product, RulesBackend, make_backend, run_agents
-from curation.vocab import Window
+from curation.refinement import (
+    AgentRun,
+    Backend,
+    ChatClient,
+    OpenAIBackend,
+    OpenAIParams,
+    Product,
+    RulesBackend,
+    Window,
+    run_agents,
+)
 from vlclip.params import load_params, section
 
-__all__ = ["OpenAIParams", "RefineParams", "refine_products", "main"]
+__all__ = ["BACKENDS", "OpenAIParams", "RefineParams", "make_backend", "refine_products", "main"]
 
 QUERY_COLUMNS = ["product_id", "query", "rounds", "guard_ok", "backend", "fell_back"]
 
@@ -39,6 +49,28 @@ class RefineParams:
     @property
     def window(self) -> Window:
         return Window(self.min_words, self.max_words)
+
+
+def _openai(window: Window, openai: OpenAIParams, env: dict[str, str]) -> OpenAIBackend:
+    base = env.get("VLCLIP_LLM_BASE_URL", "").strip()
+    if not base:
+        raise ValueError("refine.backend is 'openai' but VLCLIP_LLM_BASE_URL is not set "
+                         "(e.g. http://127.0.0.1:8000/v1 for a local vLLM/Ollama server)")
+    return OpenAIBackend(ChatClient(base, env.get("VLCLIP_LLM_API_KEY", ""), openai), window)
+
+
+# name -> (window, openai params, environment) -> backend; the openai one reads its endpoint and key
+# from the environment, never from params.yaml.
+BACKENDS = {
+    "rules": lambda window, openai, env: RulesBackend(window),
+    "openai": _openai,
+}
+
+
+def make_backend(name: str, window: Window, openai: OpenAIParams, env: dict[str, str] | None = None) -> Backend:
+    if name not in BACKENDS:
+        raise ValueError(f"refine.backend must be one of {sorted(BACKENDS)}, got {name!r}")
+    return BACKENDS[name](window, openai, dict(os.environ) if env is None else env)
 
 
 def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backend,
@@ -83,18 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     params = section(RefineParams, load_params(args.params), "refine")
     products = pd.read_parquet(args.products)
-    backend = make_backend(params.backend, params.window, params.openai)
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
         if done % 250 == 0 or done == total:
             print(f"refine: {done}/{total} products ({time.perf_counter() - start:.1f} s)", flush=True)
 
-    try:
+    with make_backend(params.backend, params.window, params.openai) as backend:
         queries, audit = refine_products(products, params, backend, progress)
-    finally:
-        if hasattr(backend, "client"):
-            backend.client.close()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     queries.to_parquet(out / "queries.parquet", index=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from registry.register import champion_metric, gate, tag_key
-from registry.tracking import MlflowParams, setup
 from vlclip.params import load_params, section
+from vlclip.tracking import MlflowParams, setup
 
 
 def promote(client, name: str, version: str, metric: str, force: bool = False) -> tuple[bool, str]:

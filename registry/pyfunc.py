@@ -13,7 +13,7 @@ import numpy as np
 
 class VLClipModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from training.model import load_encoder
+        from vlclip.encoder import load_encoder
 
         self.encoder = load_encoder(context.artifacts["checkpoint"])
 

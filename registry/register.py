@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
-from registry.tracking import MlflowParams, setup, tracking_uri
 from vlclip.params import load_params, section
+from vlclip.tracking import MlflowParams, setup, tracking_uri
 
-PIP_REQUIREMENTS = ["torch==2.14.1", "open_clip_torch==3.3.0", "pillow", "numpy", "pandas"]
+# What a registered model needs to load (registry.pyfunc -> vlclip.encoder), pinned to the versions
+# installed here so the pins live in one place: pyproject.toml.
+MODEL_PACKAGES = ("torch", "open_clip_torch", "pillow", "numpy", "pandas")
+
+
+def pip_requirements() -> list[str]:
+    return [f"{name}=={installed_version(name)}" for name in MODEL_PACKAGES]
 
 
 def tag_key(metric: str) -> str:
@@ -44,7 +51,7 @@ def register(checkpoint: Path, run_id: str, metrics: dict, p: MlflowParams) -> d
         info = mlflow.pyfunc.log_model(name="vl-clip", python_model=VLClipModel(),
                                        artifacts={"checkpoint": str(checkpoint)},
                                        registered_model_name=p.model_name,
-                                       pip_requirements=PIP_REQUIREMENTS)
+                                       pip_requirements=pip_requirements())
         mlflow.log_metrics({tag_key(k): v for k, v in metrics.items() if isinstance(v, float)})
     version = str(info.registered_model_version)
     for k, v in metrics.items():

@@ -8,27 +8,44 @@ from __future__ import annotations
 
 import html
 import io
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
-from serving.features import ProductFeatures
-from serving.index import IndexParams, Searcher, open_searcher
+from serving.backends import IndexParams, Searcher, open_searcher
+from serving.features import FeastParams, ProductFeatures
 
 MAX_K = 100
 PAGE = Path(__file__).parent / "static" / "index.html"
 PRODUCT_COLUMNS = ["product_type", "title", "image_path"]
 
 
+@dataclass(frozen=True)
+class ServeParams:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    default_k: int = 10
+
+
+@dataclass(frozen=True)
+class ServicePaths:
+    """Where the stages left what the service reads (taken from dvc.yaml by the caller)."""
+
+    embeddings: Path      # the embed stage's table
+    index: Path | None    # the edge backend's shard directory (the qdrant backend ignores it)
+    feature_repo: Path    # the Feast repository
+
+
 @dataclass
 class ServiceState:
-    encoder: Any                      # training.model.Encoder or anything with encode_text / encode_images
+    encoder: Any                      # vlclip.encoder.Encoder or anything with encode_text / encode_images
     searcher: Searcher
     features: ProductFeatures | None  # None: /products/{id}/similar answers 503
     products: pd.DataFrame            # index product_id; columns product_type, title, image_path
@@ -89,7 +106,7 @@ def search_image(st: State, file: Annotated[UploadFile, File()],
         image = Image.open(io.BytesIO(file.file.read()))
         image.load()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise HTTPException(400, f"could not decode the uploaded file {file.filename!r} as an image: {exc}")
+        raise HTTPException(400, f"could not decode the uploaded file {file.filename!r} as an image: {exc}") from exc
     vector = st.encoder.encode_images([image.convert("RGB")])[0]
     return _results(st, st.searcher.search(vector, product_type, k or st.default_k, using="image"))
 
@@ -153,31 +170,31 @@ def read_products(path: Path, root: Path) -> tuple[pd.DataFrame, str]:
     return products, versions[0]
 
 
-def build_state(params: dict, root: Path, embeddings: Path | None = None) -> ServiceState:
+def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
     """Load the champion encoder, the index, Feast and the product table; refuse to serve when the
     encoder, the index and the embeddings come from different model versions (queries would be
-    embedded in a different space than the index)."""
+    embedded in a different space than the index). `root` anchors a relative SQLite tracking URI
+    and relative image paths."""
     from registry import load_champion
-    from registry.tracking import MlflowParams, tracking_uri
     from vlclip.params import section
+    from vlclip.tracking import MlflowParams, tracking_uri
 
     root = Path(root)
-    index_params = section(IndexParams, params, "index")
-    mlflow_params = section(MlflowParams, params, "mlflow")
+    index_params, serve = section(IndexParams, params, "index"), section(ServeParams, params, "serve")
+    mlflow_params, feast = section(MlflowParams, params, "mlflow"), section(FeastParams, params, "feast")
     encoder, version = load_champion(tracking_uri(mlflow_params, root), mlflow_params.model_name, alias="champion")
-    products, table_version = read_products(embeddings or root / "data" / "embeddings" / "products.parquet", root)
-    searcher = open_searcher(index_params, root / index_params.path)
+    products, table_version = read_products(paths.embeddings, root)
+    searcher = open_searcher(index_params, paths.index)
     versions = {"champion": str(version), "embeddings": table_version, "index": str(searcher.model_version)}
     if len(set(versions.values())) != 1:
         searcher.close()
         raise RuntimeError(f"model versions disagree {versions}; rerun embed, materialize and index")
-    features = ProductFeatures(root / "feature_repo", params["feast"]["config"])
+    features = ProductFeatures(paths.feature_repo, feast.config)
     return ServiceState(encoder=encoder, searcher=searcher, features=features, products=products,
-                        model_version=str(version), default_k=int(params.get("serve", {}).get("default_k", 10)))
+                        model_version=str(version), default_k=serve.default_k)
 
 
-def run(params: dict, root: Path, host: str, port: int) -> None:
+def run(params: dict, paths: ServicePaths, root: Path, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(lambda: build_state(params, Path(root))), host=host, port=port)
-
+    uvicorn.run(create_app(lambda: build_state(params, paths, Path(root))), host=host, port=port)

@@ -6,6 +6,7 @@ constructing a ProductFeatures costs nothing and needs no repo until a lookup.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,11 @@ EMBEDDINGS_VIEW = "product_embeddings"
 ATTRIBUTES_VIEW = "product_attributes"
 RANKER_SERVICE = "ranker_features"
 EMBEDDING_FEATURES = ("image_embedding", "text_embedding", "fused_embedding")
+
+
+@dataclass(frozen=True)
+class FeastParams:
+    config: str = "feature_store.yaml"  # a file in the Feast repository
 
 
 class ProductFeatures:

@@ -5,18 +5,13 @@ import argparse
 import importlib.util
 import json
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 
+from serving.features import FeastParams
 from vlclip.params import load_params, section
-
-
-@dataclass(frozen=True)
-class FeastParams:
-    config: str = "feature_store.yaml"
 
 
 def load_definitions(repo: Path) -> list:

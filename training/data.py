@@ -1,7 +1,8 @@
 """(image, text) pairs for one training variant, held in memory as tensors.
 
-A variant chooses its images (`full` dedup images or grounded `crops`) and its text (`raw` title +
-description, or `refined` queries). The demo catalog fits easily in RAM at 64 px (1.5k x 49 KB).
+A variant (params.yaml `variants`) chooses its images (`full` dedup images or grounded `crops`) and
+its text (`raw` title + description, or `refined` queries). The demo catalog fits easily in RAM at
+64 px (1.5k x 49 KB).
 """
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from vlclip.params import from_dict
+
+IMAGES = ("full", "crops")
+TEXTS = ("raw", "refined")
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -21,12 +27,18 @@ class Variant:
     text: str    # raw | refined
 
 
-VARIANTS = {
-    "vlclip": Variant("vlclip", "crops", "refined"),
-    "no_grounding": Variant("no_grounding", "full", "refined"),
-    "no_refinement": Variant("no_refinement", "crops", "raw"),
-    "baseline": Variant("baseline", "full", "raw"),
-}
+def variants(params: dict) -> dict[str, Variant]:
+    """params.yaml `variants`, in their order: name -> {images: full|crops, text: raw|refined}."""
+    if not params.get("variants"):
+        raise KeyError("params.yaml has no section 'variants'")
+    out = {}
+    for name, spec in params["variants"].items():
+        v = from_dict(Variant, {"name": name, **spec}, where=f"variants.{name}")
+        if v.images not in IMAGES or v.text not in TEXTS:
+            raise ValueError(f"params.yaml variants.{name}: images must be one of {IMAGES} and text one of "
+                             f"{TEXTS}, got {v.images!r} / {v.text!r}")
+        out[name] = v
+    return out
 
 
 def raw_text(title: str, description: str) -> str:

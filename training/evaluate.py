@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.data import VARIANTS, pair_table, read_optional
+from training.data import pair_table, read_optional, variants
 from vlclip.params import load_params, section
 
 
@@ -90,14 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--by-type", required=True)
     ap.add_argument("--plots", required=True)
     args = ap.parse_args(argv)
-    p = section(EvaluateParams, load_params(args.params), "evaluate")
-    from training.model import load_encoder
+    params = load_params(args.params)
+    p = section(EvaluateParams, params, "evaluate")
     from training.plots import plot_examples, plot_hits
+    from vlclip.encoder import load_encoder
 
     products, boxes, refined = (pd.read_parquet(args.products), read_optional(args.boxes),
                                 read_optional(args.queries))
     metrics, by_type, tops = {}, {}, {}
-    for name, variant in VARIANTS.items():
+    for name, variant in variants(params).items():
         pairs = pair_table(products, variant, boxes, refined)
         gallery = pairs[pairs["split"] == "test"]
         queries = eval_queries(Path(args.catalog), set(gallery["product_id"]), refined)

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 import torch
 
-from registry.tracking import MlflowParams, setup
-from training.data import VARIANTS, augment, load_pixels, pair_table, read_optional
+from training.data import augment, load_pixels, pair_table, read_optional, variants
 from training.loss import ClipLoss, clip_step
-from training.model import ModelParams, create, save_checkpoint
 from training.plots import plot_curve
+from vlclip.encoder import ModelParams, create, save_checkpoint
 from vlclip.params import load_params, section
+from vlclip.tracking import MlflowParams, setup
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def tensors(pairs: pd.DataFrame, split: str, preprocess, tokenizer):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    ap.add_argument("--variant", required=True, help="a key of params.yaml variants")
     ap.add_argument("--products", required=True, help="dedup products.parquet")
     ap.add_argument("--boxes", help="ground boxes.csv (crop variants)")
     ap.add_argument("--queries", help="refine queries.parquet (refined variants)")
@@ -129,9 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     tp, mp = section(TrainParams, params, "train"), section(ModelParams, params, "model")
     torch.manual_seed(tp.seed)
     torch.set_num_threads(tp.threads)
-    variant, device = VARIANTS[args.variant], pick_device(tp.device)
-    pairs = pair_table(pd.read_parquet(args.products), variant, read_optional(args.boxes),
-                       read_optional(args.queries))
+    known = variants(params)
+    if args.variant not in known:
+        raise SystemExit(f"train: unknown variant {args.variant!r}; params.yaml variants: {sorted(known)}")
+    variant, device = known[args.variant], pick_device(tp.device)
+    pairs = pair_table(pd.read_parquet(args.products), variant,  # each variant reads only its own inputs
+                       read_optional(args.boxes) if variant.images == "crops" else None,
+                       read_optional(args.queries) if variant.text == "refined" else None)
     model, _, pre_val, tokenizer = create(mp)
     train, val = (tensors(pairs, s, pre_val, tokenizer) for s in ("train", "val"))
     print(f"train[{variant.name}]: {len(train[0])} train / {len(val[0])} val pairs "

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from curation.vocab import NON_VISUAL_PATTERNS, CODE_PATTERN, Window
+from curation.refinement.guards import CODE_PATTERN, Window, non_visual_patterns
 
 QUARANTINE_COLUMNS = ["row", "product_id", "field", "reason"]
 SPLITS = ["train", "val", "test"]
@@ -37,7 +37,7 @@ def window_regex(window: Window) -> str:
 
 def non_visual_regexes() -> list[str]:
     """The refine guards' non-visual terms plus code-like tokens, as GX-ready regexes."""
-    return [*NON_VISUAL_PATTERNS, CODE_PATTERN]
+    return [*non_visual_patterns(), CODE_PATTERN]
 
 
 def build_frames(boxes: pd.DataFrame, queries: pd.DataFrame, products: pd.DataFrame,

@@ -6,23 +6,27 @@ import json
 import sys
 from pathlib import Path
 
-from vlclip.params import load_params
+from vlclip.dag import stage_arg
+from vlclip.params import load_params, section
 
 
 def _serve(args) -> int:
-    from serving.app import run
+    from serving.app import ServeParams, ServicePaths, run
 
-    params = load_params(args.params)
-    run(params, Path(args.root).resolve(), args.host or params["serve"]["host"],
-        args.port or params["serve"]["port"])
+    params, root = load_params(args.params), Path(args.root).resolve()
+    serve = section(ServeParams, params, "serve")
+    paths = ServicePaths(embeddings=stage_arg(root, "embed", "--out"),
+                         index=stage_arg(root, "index", "--index"),
+                         feature_repo=stage_arg(root, "materialize", "--repo"))
+    run(params, paths, root, args.host or serve.host, args.port or serve.port)
     return 0
 
 
 def _lookup(args) -> int:
-    from serving.features import ProductFeatures
+    from serving.features import FeastParams, ProductFeatures
 
-    params = load_params(args.params)
-    feats = ProductFeatures(str(Path(args.root) / "feature_repo"), params["feast"]["config"])
+    feast = section(FeastParams, load_params(args.params), "feast")
+    feats = ProductFeatures(stage_arg(args.root, "materialize", "--repo"), feast.config)
     df = feats.lookup(args.product_ids)
     print(json.dumps(df.to_dict(orient="records"), default=lambda v: list(map(float, v))))
     return 0
@@ -34,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the retrieval service (loads models:/vl-clip@champion)")
     s.add_argument("--params", default="params.yaml")
-    s.add_argument("--root", default=".", help="the project directory (data/, feature_repo/, mlflow/)")
+    s.add_argument("--root", default=".", help="the project directory (its dvc.yaml names the stage outputs)")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     sub.add_parser("promote", help="move the champion alias, gated on the metric", add_help=False)

@@ -6,22 +6,8 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-ARTIFACTS = [
-    ("demo catalog", "data/demo/ (catalog.csv, images/, queries.csv, ground_truth/)"),
-    ("clean catalog + quarantine", "data/catalog/products.parquet, data/catalog/quarantine.csv"),
-    ("deduplicated images", "data/dedup/images/, data/dedup/groups.csv"),
-    ("grounded crops", "data/ground/crops/, data/ground/boxes.csv, plots/grounding.png"),
-    ("refined queries", "data/refine/queries.parquet, data/refine/audit.jsonl"),
-    ("validation report", "reports/validation/report.md (+ Data Docs in reports/validation/gx/)"),
-    ("checkpoints + curves", "models/<variant>/ (model.pt, history.csv, curve.png)"),
-    ("retrieval metrics", "metrics/retrieval.json, metrics/retrieval_by_type.json, plots/hits_at_k.png"),
-    ("MLflow", "mlflow/mlflow.db, mlflow/artifacts/ (mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db)"),
-    ("registry receipt", "receipts/register.json (models:/vl-clip@champion)"),
-    ("embeddings", "data/embeddings/products.parquet"),
-    ("Feast online store", "feature_repo/data/online_store.db, receipts/materialize.json"),
-    ("Qdrant HNSW shards", "data/index/<product_type>/, receipts/index.json"),
-]
 STAGE_LINE = re.compile(r"^Running stage '([^']+)'")
 
 
@@ -44,6 +30,26 @@ def repro(args: list[str]) -> tuple[int, list[tuple[str, float]]]:
     return code, timings
 
 
+def artifacts(root: str = ".") -> list[tuple[str, list[str]]]:
+    """(stage, its DVC outputs) in pipeline order, read from dvc.yaml through DVC itself."""
+    from dvc.repo import Repo
+
+    with Repo(root) as repo:
+        return [(stage.addressing, [str(out.def_path) for out in stage.outs]) for stage in repo.index.stages]
+
+
+def side_effects(root: str = ".") -> list[tuple[str, str]]:
+    """What stages write outside DVC (each proves it with a receipt among its outputs)."""
+    from vlclip.dag import stage_arg
+    from vlclip.params import load_params, section
+    from vlclip.tracking import MlflowParams, tracking_uri
+
+    uri = tracking_uri(section(MlflowParams, load_params(Path(root) / "params.yaml"), "mlflow"), Path(root))
+    return [("MLflow runs + registry", f"{uri}  (browse: mlflow ui --backend-store-uri {uri})"),
+            ("Feast online store", str(stage_arg(root, "materialize", "--repo"))),
+            ("Qdrant Edge shards (index.backend edge)", str(stage_arg(root, "index", "--index")))]
+
+
 def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     code, timings = repro(list(sys.argv[1:] if argv is None else argv))
@@ -55,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if code != 0:
         print(f"dvc repro failed (exit {code})")
         return code
-    print("\nartifacts:")
-    for what, where in ARTIFACTS:
-        print(f"  {what:<28} {where}")
+    print("\nartifacts (dvc.yaml outputs):")
+    for stage, outs in artifacts():
+        print(f"  {stage:<24} {', '.join(outs)}")
+    for what, where in side_effects():
+        print(f"  {what:<24} {where}")
     print("\nserve it: .venv/bin/vlclip serve   (then open http://127.0.0.1:8000/)")
     return 0
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ["curation", "training", "registry", "serving", "validation", "vlclip", "feature_repo"]
+CODE = ["curation", "training", "registry", "serving", "validation", "vlclip", "feature_repo", "demo_catalog"]
 TINY = {
     "demo": {"n_products": 150},
     "train": {"epochs": 3, "patience": 3},
@@ -47,7 +47,7 @@ def make_project(dest: Path, params_override: dict) -> Path:
 def other_catalog(tmp_path_factory) -> Path:
     """A catalog in the contract format outside the project, built with another seed."""
     out = tmp_path_factory.mktemp("catalog") / "shop"
-    r = run([sys.executable, "-m", "curation.demo", "--params", str(ROOT / "params.yaml"),
+    r = run([sys.executable, "-m", "demo_catalog.demo", "--params", str(ROOT / "params.yaml"),
              "--out", str(out), "--seed", "7", "--n-products", "150"], ROOT)
     assert r.returncode == 0, r.stderr
     return out

@@ -9,7 +9,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import run
+from tests.integration.conftest import ROOT, run
+from tests.unit.project_imports import reached
 
 VARIANTS = {"vlclip", "no_grounding", "no_refinement", "baseline"}
 
@@ -17,6 +18,40 @@ VARIANTS = {"vlclip", "no_grounding", "no_refinement", "baseline"}
 def test_second_repro_changes_nothing(project):
     r = run(["dvc", "status"], project)
     assert r.returncode == 0 and "up to date" in r.stdout, r.stdout
+
+
+def _stages_reaching(relpath: str) -> set[str]:
+    """Stages (train once per variant) whose module reaches the file, by the source import graph."""
+    import yaml
+
+    dvc, params = (yaml.safe_load((ROOT / f).read_text()) for f in ("dvc.yaml", "params.yaml"))
+    out = set()
+    for name, stage in dvc["stages"].items():
+        module = stage.get("do", stage)["cmd"].split("python -m ")[1].split()[0]
+        if ROOT / relpath in reached(module):
+            out |= {f"{name}@{v}" for v in params["variants"]} if "foreach" in stage else {name}
+    return out
+
+
+@pytest.mark.parametrize("module, some_stages", [
+    ("vlclip/params.py", {"demo", "ingest", "train@vlclip", "index"}),   # the shared base: every stage
+    ("vlclip/encoder.py", {"ground", "train@baseline", "evaluate", "register", "embed"}),
+    ("curation/refinement/guards.py", {"refine", "validate"}),
+    ("training/plots.py", {"train@no_grounding", "evaluate"}),
+])
+def test_editing_a_module_makes_dvc_rerun_every_stage_that_imports_it(project, module, some_stages):
+    expected = _stages_reaching(module)
+    assert some_stages <= expected
+    path = project / module
+    original = path.read_bytes()
+    path.write_bytes(original + b"\n# an edit\n")
+    try:
+        r = run(["dvc", "status", "--json"], project)
+    finally:
+        path.write_bytes(original)
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)) == expected
+    assert "up to date" in run(["dvc", "status"], project).stdout
 
 
 def test_pipeline_read_the_pointed_catalog(project, other_catalog):

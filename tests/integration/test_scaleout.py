@@ -1,7 +1,7 @@
 """The scale-out configuration against the real PostgreSQL and Redis on this machine (no mocks)."""
 import shutil
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,8 @@ def test_mlflow_registry_on_postgresql(pg_database, tmp_path, monkeypatch):
     from registry import load_champion
     from registry.promote import promote
     from registry.register import register
-    from registry.tracking import MlflowParams, setup
-    from training.model import ModelParams, create, save_checkpoint
+    from vlclip.encoder import ModelParams, create, save_checkpoint
+    from vlclip.tracking import MlflowParams, setup
 
     monkeypatch.delenv("VLCLIP_MLFLOW_URI", raising=False)
     p = MlflowParams(tracking_uri=pg_database, artifact_root=str(tmp_path / "artifacts"))
@@ -75,7 +75,7 @@ def test_feast_redis_online_store_and_postgresql_registry(pg_database, tmp_path)
                         "title": [f"t{i}" for i in range(20)], "image_path": ["x"] * 20,
                         "image_embedding": [vec() for _ in range(20)], "text_embedding": [vec() for _ in range(20)],
                         "fused_embedding": [vec() for _ in range(20)], "model_version": "1",
-                        "event_timestamp": pd.Timestamp(datetime.now(timezone.utc).replace(microsecond=0))})
+                        "event_timestamp": pd.Timestamp(datetime.now(UTC).replace(microsecond=0))})
     (tmp_path / "data" / "embeddings").mkdir(parents=True)
     emb.to_parquet(tmp_path / "data" / "embeddings" / "products.parquet")
     receipt = materialize(repo, "feature_store.scaleout.yaml", emb)

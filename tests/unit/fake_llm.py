@@ -40,7 +40,7 @@ def answer(system: str, user: str, mode: str) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "FakeLLM"
+    server: FakeLLM
 
     def do_POST(self) -> None:  # noqa: N802 (http.server API)
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -83,7 +83,7 @@ class FakeLLM(ThreadingHTTPServer):
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
-    def __enter__(self) -> "FakeLLM":
+    def __enter__(self) -> FakeLLM:
         self._thread.start()
         return self
 

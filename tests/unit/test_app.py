@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from serving.app import ServiceState, build_state, create_app, read_products
+from serving.app import ServicePaths, ServiceState, build_state, create_app, read_products
+from serving.backends import IndexParams, build, open_searcher
 from serving.features import ProductFeatures
-from serving.index import IndexParams, build, open_searcher
 
 DIM = 32
 PALETTE = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 50, 220), "yellow": (230, 220, 30)}
@@ -74,7 +74,7 @@ def make_catalog(root: Path) -> pd.DataFrame:
     image = enc.encode_images([Image.open(p) for p in df["image_path"]])
     text = enc.encode_text(df["title"].tolist())
     return df.assign(image_embedding=list(image), text_embedding=list(text), fused_embedding=list(_norm(image + text)),
-                     model_version=VERSION, event_timestamp=datetime.now(timezone.utc) - timedelta(minutes=5))
+                     model_version=VERSION, event_timestamp=datetime.now(UTC) - timedelta(minutes=5))
 
 
 def make_feast_repo(repo: Path, table: pd.DataFrame) -> Path:
@@ -98,13 +98,13 @@ def make_feast_repo(repo: Path, table: pd.DataFrame) -> Path:
                       schema=[Field(name="product_type", dtype=String), Field(name="title", dtype=String)])
     store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / "feature_store.yaml")
     store.apply([product, src, emb, att, FeatureService(name="ranker_features", features=[emb, att])])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     store.materialize(start_date=now - timedelta(days=1), end_date=now)
     return repo
 
 
-INDEX = IndexParams(backend="edge", path="data/index", url="", hnsw_m=16, hnsw_ef_construct=100, hnsw_ef=64,
-                    recall_k=10)
+INDEX = IndexParams(backend="edge", url="", hnsw_m=16, hnsw_ef_construct=100, hnsw_ef=64, recall_k=10)
+INDEX_DIR = "data/index"
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def world(tmp_path_factory):
     table = make_catalog(root)
     (root / "data" / "embeddings").mkdir(parents=True)
     table.to_parquet(root / "data" / "embeddings" / "products.parquet")
-    build(table, INDEX, root / INDEX.path, log=lambda *_: None)
+    build(table, INDEX, root / INDEX_DIR, log=lambda *_: None)
     make_feast_repo(root / "feature_repo", table[table["product_id"] != UNMATERIALIZED])
     return root, table
 
@@ -124,7 +124,7 @@ def client(world):
     products, version = read_products(root / "data" / "embeddings" / "products.parquet", root)
 
     def load_state() -> ServiceState:
-        return ServiceState(encoder=FakeEncoder(), searcher=open_searcher(INDEX, root / INDEX.path),
+        return ServiceState(encoder=FakeEncoder(), searcher=open_searcher(INDEX, root / INDEX_DIR),
                             features=ProductFeatures(root / "feature_repo"), products=products,
                             model_version=version, default_k=5)
 
@@ -238,13 +238,15 @@ def test_build_state_loads_champion_and_checks_versions(world, monkeypatch):
     monkeypatch.setattr(registry, "load_champion", fake_champion, raising=False)
     # the service fixture holds data/index open, and an Edge shard admits one handle: use a second index
     build(table, INDEX, root / "data" / "index_b", log=lambda *_: None)
-    params = {"index": {**INDEX.__dict__, "path": "data/index_b"}, "feast": {"config": "feature_store.yaml"},
+    paths = ServicePaths(embeddings=root / "data" / "embeddings" / "products.parquet", index=root / "data" / "index_b",
+                         feature_repo=root / "feature_repo")
+    params = {"index": dict(INDEX.__dict__), "feast": {"config": "feature_store.yaml"},
               "mlflow": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts",
                          "model_name": "vl-clip"},
               "serve": {"default_k": 3}}
     monkeypatch.delenv("VLCLIP_MLFLOW_URI", raising=False)
     champion_version = VERSION
-    state = build_state(params, root)
+    state = build_state(params, paths, root)
     try:
         assert calls == [(f"sqlite:///{root}/mlflow/mlflow.db", "vl-clip", "champion")]
         assert state.model_version == VERSION and state.default_k == 3 and len(state.products) == len(table)
@@ -254,4 +256,4 @@ def test_build_state_loads_champion_and_checks_versions(world, monkeypatch):
         state.searcher.close()
     champion_version = "8"
     with pytest.raises(RuntimeError, match="model versions disagree"):
-        build_state(params, root)
+        build_state(params, paths, root)

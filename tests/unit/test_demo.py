@@ -10,8 +10,8 @@ import imagehash
 import pytest
 from PIL import Image
 
-from curation.demo import DemoParams, build_catalog, main
-from curation.draw import COLOURS, TYPES, VARIANTS
+from demo_catalog.demo import DemoParams, build_catalog, main
+from demo_catalog.draw import COLOURS, TYPES, VARIANTS
 from vlclip.params import load_params, section
 
 PARAMS = DemoParams(seed=3, n_products=40, image_size=192, duplicate_rate=0.1, n_broken=4)

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
-
 import torch
+from PIL import Image, ImageDraw
 
 from curation.detectors import ClipWindowParams, ClipWindows, GroundingDino, GroundingDinoParams
 from curation.ground import GroundParams, ground_one, square_box
@@ -93,8 +92,15 @@ def test_clip_windows_finds_the_window_matching_the_description():
 
 def _tiny_grounding_dino(directory):
     """A random-init Grounding DINO saved like a hub checkpoint (STACK.md §2): code path only."""
-    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     vl = [f"[unused{i}]" for i in range(1040)]
     for i, t in {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}.items():
@@ -109,8 +115,9 @@ def _tiny_grounding_dino(directory):
         encoder_attention_heads=2, decoder_attention_heads=2, num_queries=20, max_text_len=32,
         num_feature_levels=4, disable_custom_kernels=True)
     GroundingDinoForObjectDetection(cfg).save_pretrained(directory)
-    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 160}),
-                           tokenizer=BertTokenizer(vocab=vocab)).save_pretrained(directory)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 160})
+    processor = GroundingDinoProcessor(image_processor=image_processor, tokenizer=BertTokenizer(vocab=vocab))
+    processor.save_pretrained(directory)
 
 
 def test_grounding_dino_backend_from_a_local_directory(tmp_path):

@@ -1,16 +1,17 @@
-"""serving.index: per-type HNSW shards (Qdrant Edge) and the qdrant-client backend."""
+"""serving.backends (per-type HNSW shards in Qdrant Edge, the qdrant-client backend) and the index stage."""
 from __future__ import annotations
 
 import json
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from serving.index import (IndexParams, build, load_embeddings, main, matrix, measure, open_searcher, point_id,
-                           slugs)
+from serving.backends import IndexParams, build, load_embeddings, matrix, open_searcher
+from serving.backends.schema import point_id, slugs
+from serving.index import main, measure
 
 TYPES = ["dress", "table lamp", "bag"]
 DIM = 48
@@ -30,11 +31,11 @@ def embeddings(n_per_type: int = 300, types=TYPES, version: str = "1", seed: int
         "product_type": [types[i % len(types)] for i in range(n)],
         "title": [f"title {i}" for i in range(n)], "image_path": [f"/img/{i}.png" for i in range(n)],
         "image_embedding": list(image), "text_embedding": list(text), "fused_embedding": list(_unit(image + text)),
-        "model_version": version, "event_timestamp": datetime.now(timezone.utc)})
+        "model_version": version, "event_timestamp": datetime.now(UTC)})
 
 
 def params(backend: str = "edge", **kw) -> IndexParams:
-    base = dict(backend=backend, path="", url=":memory:", hnsw_m=16, hnsw_ef_construct=100, hnsw_ef=64, recall_k=10)
+    base = dict(backend=backend, url=":memory:", hnsw_m=16, hnsw_ef_construct=100, hnsw_ef=64, recall_k=10)
     return IndexParams(**{**base, **kw})
 
 
@@ -168,11 +169,13 @@ def test_main_writes_receipt(tmp_path, capsys):
     df = embeddings(120)
     df.to_parquet(tmp_path / "emb.parquet")
     (tmp_path / "params.yaml").write_text(
-        f"index:\n  backend: edge\n  path: {tmp_path / 'index'}\n  url: ''\n  hnsw_m: 16\n"
-        "  hnsw_ef_construct: 100\n  hnsw_ef: 64\n  recall_k: 10\n")
+        "index:\n  backend: edge\n  url: ''\n  hnsw_m: 16\n  hnsw_ef_construct: 100\n  hnsw_ef: 64\n  recall_k: 10\n")
     receipt = tmp_path / "metrics" / "index.json"
-    assert main(["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "emb.parquet"),
-                 "--receipt", str(receipt)]) == 0
+    args = ["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "emb.parquet"),
+            "--receipt", str(receipt)]
+    with pytest.raises(ValueError, match="needs the index directory"):
+        main(args)
+    assert main([*args, "--index", str(tmp_path / "index")]) == 0
     out = json.loads(receipt.read_text())
     assert out["backend"] == "edge" and out["model_version"] == "1" and out["n_points"] == len(df)
     assert out["counts"] == {t: 120 for t in TYPES}
@@ -191,7 +194,7 @@ def test_second_open_of_an_edge_index_fails_clearly(edge_index):
 def test_main_qdrant_backend_from_env_url(tmp_path, monkeypatch):
     embeddings(40).to_parquet(tmp_path / "emb.parquet")
     (tmp_path / "params.yaml").write_text(
-        "index:\n  backend: qdrant\n  path: unused\n  url: ''\n  hnsw_m: 16\n"
+        "index:\n  backend: qdrant\n  url: ''\n  hnsw_m: 16\n"
         "  hnsw_ef_construct: 100\n  hnsw_ef: 64\n  recall_k: 5\n")
     with pytest.raises(ValueError, match="VLCLIP_QDRANT_URL"):
         main(["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "emb.parquet"),

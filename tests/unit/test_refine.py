@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from curation import vocab
-from curation.agents import (ChatClient, OpenAIBackend, Product, RulesBackend, make_backend, run_agents)
-from curation.refine import OpenAIParams, RefineParams, main, refine_products
-from curation.vocab import Window, check_guards
+from curation.refine import OpenAIParams, RefineParams, main, make_backend, refine_products
+from curation.refinement import ChatClient, OpenAIBackend, Product, RulesBackend, Window, check_guards, run_agents
+from curation.refinement.guards import UNGROUNDED, non_visual_hits
+from curation.refinement.lexicon import words
 from fake_llm import FakeLLM
 
 WINDOW = Window(10, 20)
@@ -58,7 +58,15 @@ def test_guards_pass_a_grounded_visual_query():
 def test_each_guard_can_fail(query, problem):
     p = product("p1")
     problems = check_guards(query, p.product_type, p.index, WINDOW)
-    assert any(problem in x for x in problems), problems
+    assert any(problem in str(x) for x in problems), problems
+
+
+def test_guard_problems_are_structured():
+    p = product("p1")
+    problems = check_guards("long red sleeveless dress with white stripes and elegant golden sparkle", p.product_type,
+                            p.index, WINDOW)
+    assert [(x.kind, x.detail) for x in problems if x.kind == UNGROUNDED] == [
+        (UNGROUNDED, "elegant"), (UNGROUNDED, "golden"), (UNGROUNDED, "sparkle")]
 
 
 def test_stems_ground_word_variants():
@@ -67,14 +75,10 @@ def test_stems_ground_word_variants():
                         p.index, WINDOW) == []
 
 
-def test_vocabulary_covers_demo_words_and_never_calls_them_non_visual():
-    demo = ("red blue green yellow black white pink orange purple brown solid striped dotted checked long short "
-            "sleeveless sleeved boot sneaker tote backpack cap brimmed tall desk armchair stool round slim wide "
-            "square").split()
-    visual = vocab.COLOURS | vocab.PATTERNS | vocab.MATERIALS | vocab.SHAPES
-    assert set(demo) <= visual
-    assert len(vocab.COLOURS) >= 60 and {"navy", "beige", "grey", "gray", "teal"} <= vocab.COLOURS
-    assert [w for w in sorted(visual | vocab.TEMPLATE_WORDS) if vocab.non_visual_hits(w)] == []
+def test_no_listed_visual_or_template_word_trips_the_non_visual_guard():
+    visual = set().union(*(words(n) for n in ("colours", "patterns", "materials", "shapes", "template_words")))
+    assert len(visual) > 300
+    assert [w for w in sorted(visual) if non_visual_hits(w)] == []
 
 
 # --- rules backend --------------------------------------------------------------------------------
@@ -86,7 +90,7 @@ def test_rules_queries_are_in_window_visual_and_grounded():
     for pid, query in zip(queries["product_id"], queries["query"]):
         p = product(pid)
         assert 10 <= len(query.split()) <= 20, query
-        assert vocab.non_visual_hits(query) == [], query
+        assert non_visual_hits(query) == [], query
         assert check_guards(query, p.product_type, p.index, WINDOW) == []
         assert not re.search(r"\d", query)
     q = dict(zip(queries["product_id"], queries["query"]))
@@ -176,10 +180,8 @@ def openai_backend(llm: FakeLLM, **client_kw) -> OpenAIBackend:
 
 
 def test_openai_loop_runs_over_http():
-    with FakeLLM() as llm:
-        backend = openai_backend(llm)
+    with FakeLLM() as llm, openai_backend(llm) as backend:
         queries, audit = refine_products(PRODUCTS.iloc[:1], PARAMS, backend)
-        backend.client.close()
     row = queries.iloc[0]
     assert row["query"] == "long red sleeveless dress with white striped pattern and round neck detail"
     assert row["guard_ok"] and not row["fell_back"] and row["backend"] == "openai" and row["rounds"] == 2
@@ -224,8 +226,15 @@ def test_chat_client_names_an_unreachable_endpoint():
 def test_make_backend_needs_the_endpoint_env():
     with pytest.raises(ValueError, match="VLCLIP_LLM_BASE_URL"):
         make_backend("openai", WINDOW, OPENAI, env={})
-    with pytest.raises(ValueError, match="rules' or 'openai"):
+    with pytest.raises(ValueError, match=r"one of \['openai', 'rules'\]"):
         make_backend("gpt", WINDOW, OPENAI, env={})
+
+
+def test_a_backend_closes_its_client_when_the_block_ends():
+    with FakeLLM() as llm:
+        with make_backend("openai", WINDOW, OPENAI, env={"VLCLIP_LLM_BASE_URL": llm.base_url}) as backend:
+            assert isinstance(backend, OpenAIBackend)
+        assert backend.client._http.is_closed
 
 
 # --- stage main -------------------------------------------------------------------------------------

@@ -5,11 +5,14 @@ import pandas as pd
 import pytest
 import torch
 
-from training.data import VARIANTS, augment, pair_table, raw_text
+from training.data import Variant, augment, pair_table, raw_text, variants
 from training.evaluate import rank_metrics
 from training.loss import ClipLoss
-from training.model import ModelParams, create, load_encoder, save_checkpoint
 from training.train import TrainParams, fit, make_optimizer
+from vlclip.encoder import ModelParams, create, load_encoder, save_checkpoint
+
+VARIANTS = {"vlclip": Variant("vlclip", "crops", "refined"), "baseline": Variant("baseline", "full", "raw"),
+            "no_refinement": Variant("no_refinement", "crops", "raw")}
 
 
 def test_clip_loss_matches_reference_and_prefers_aligned_pairs():
@@ -36,6 +39,15 @@ def test_pair_table_picks_images_and_text_by_variant():
     assert list(b["image_path"]) == ["full_a", "full_b"] and b["text"][0] == raw_text("T<b>a</b>", "d  a")
     with pytest.raises(ValueError, match="crops"):
         pair_table(products, VARIANTS["no_refinement"])
+
+
+def test_variants_come_from_params_in_order_and_unknown_kinds_fail():
+    params = {"variants": {"b": {"images": "full", "text": "raw"}, "a": {"images": "crops", "text": "refined"}}}
+    assert list(variants(params).values()) == [Variant("b", "full", "raw"), Variant("a", "crops", "refined")]
+    with pytest.raises(ValueError, match="variants.x: images must be one of"):
+        variants({"variants": {"x": {"images": "thumbnails", "text": "raw"}}})
+    with pytest.raises(KeyError, match="unknown keys"):
+        variants({"variants": {"x": {"images": "full", "text": "raw", "lr": 1}}})
 
 
 def test_augment_keeps_shape_and_changes_pixels():
@@ -91,3 +103,13 @@ def test_repeated_texts_are_merged_not_treated_as_negatives():
     # images aligned with their (shared) text give a lower loss than misaligned ones
     aligned = ClipLoss()(txt[ids], txt, torch.tensor(20.0), ids)
     assert aligned < ClipLoss()(txt[1 - ids], txt, torch.tensor(20.0), ids)
+
+
+def test_model_configs_are_registered_with_open_clip_once():
+    import open_clip.factory
+
+    from vlclip.encoder import CONFIG_DIR
+
+    for _ in range(3):
+        create(ModelParams("vlclip-tiny"))
+    assert open_clip.factory._MODEL_CONFIG_PATHS.count(CONFIG_DIR) == 1

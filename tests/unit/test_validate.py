@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from curation.refine import OpenAIParams, RefineParams
-from curation.vocab import Window
+from curation.refinement import Window
 from validation.suites import ValidateParams, build_frames, non_visual_regexes, window_regex
 from validation.validate import main, validate_tables
 

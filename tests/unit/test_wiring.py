@@ -6,18 +6,37 @@ from pathlib import Path
 
 import yaml
 
+from project_imports import reached
+from vlclip.dag import stage_arg
+
 ROOT = Path(__file__).resolve().parents[2]
-DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+DVC_FILE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+DVC = DVC_FILE["stages"]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+CODE = ("vlclip", "curation", "training", "registry", "serving", "validation", "demo_catalog", "feature_repo")
 
 
 def _module(cmd: str) -> str:
     return re.search(r"python -m ([\w.]+)", cmd).group(1)
 
 
+def _render(template: dict, key: str, item: dict) -> dict:
+    text = yaml.safe_dump(template).replace("${key}", key)
+    for field, value in item.items():
+        text = text.replace("${item.%s}" % field, str(value))
+    return yaml.safe_load(text)
+
+
 def _stages():
+    """Every stage, a `foreach: ${variants}` one once per variant with its params and vars merged in."""
+    merged = {k: {**v, **DVC_FILE["vars"][0]["variants"].get(k, {})} for k, v in PARAMS["variants"].items()}
     for name, stage in DVC.items():
-        yield name, stage.get("do", stage)
+        if "foreach" in stage:
+            assert stage["foreach"] == "${variants}", name
+            for key, item in merged.items():
+                yield name, _render(stage["do"], key, item)
+        else:
+            yield name, stage
 
 
 def test_stage_name_equals_module_name_and_module_has_main():
@@ -41,16 +60,54 @@ def test_every_params_section_is_read_by_some_stage_or_the_service():
     assert set(PARAMS) - used <= {"serve"}, set(PARAMS) - used
 
 
+def _code_deps(stage: dict) -> set[Path]:
+    return {ROOT / d for d in stage.get("deps", []) if str(d).split("/")[0] in CODE}
+
+
+def _covered(path: Path, deps: set[Path]) -> bool:
+    return any(path == d or d in path.parents for d in deps)
+
+
 def test_code_deps_exist():
     for name, stage in _stages():
-        for dep in stage.get("deps", []):
-            if re.match(r"^(curation|training|registry|serving|validation|feature_repo)/", str(dep)):
-                assert (ROOT / dep).exists(), f"stage {name}: missing dependency {dep}"
+        for dep in _code_deps(stage):
+            assert dep.exists(), f"stage {name}: missing dependency {dep.relative_to(ROOT)}"
+
+
+def test_every_stage_depends_on_all_the_code_it_runs():
+    """Each file the stage's module reaches through imports (or reads beside itself) is a dep, so a
+    code change reruns the stage; and no listed module is one it never reaches (a needless rerun)."""
+    for name, stage in _stages():
+        runs, deps = reached(_module(stage["cmd"])), _code_deps(stage)
+        missing = sorted(str(p.relative_to(ROOT)) for p in runs if not _covered(p, deps))
+        assert missing == [], f"stage {name}: dvc.yaml deps lack {missing}"
+        stale = sorted(str(d.relative_to(ROOT)) for d in deps if d.suffix == ".py" and d.parts[len(ROOT.parts)]
+                       != "feature_repo" and d not in runs)
+        assert stale == [], f"stage {name}: dvc.yaml lists modules it never runs: {stale}"
+
+
+def test_variant_inputs_in_dvc_yaml_match_their_kinds_in_params():
+    """params.yaml says what each variant trains on; dvc.yaml says which stage outputs that is."""
+    paths = DVC_FILE["vars"][0]["variants"]
+    assert list(paths) == list(PARAMS["variants"])
+    for name, kinds in PARAMS["variants"].items():
+        crops = kinds["images"] == "crops"
+        assert paths[name]["image_dir"] == ("data/ground" if crops else "data/dedup"), name
+        assert paths[name]["text_file"] == ("data/refine/queries.parquet" if kinds["text"] == "refined"
+                                            else "data/dedup/products.parquet"), name
+        if crops:  # crops are trained on only after validation passed
+            assert paths[name]["after"] == DVC["validate"]["cmd"].split("--out ")[1] + "/report.json", name
+
+
+def test_service_paths_come_from_the_stages_that_write_them():
+    assert stage_arg(ROOT, "embed", "--out") == ROOT / DVC["embed"]["outs"][0]
+    assert stage_arg(ROOT, "materialize", "--repo") == ROOT / "feature_repo"
+    assert stage_arg(ROOT, "index", "--index").parent == ROOT / "data"
 
 
 def test_stage_modules_read_params_sections_that_exist():
     """Every section(Cls, params, 'x') call in a stage module names a params.yaml section."""
-    for name, stage in _stages():
+    for _, stage in _stages():
         path = ROOT / (_module(stage["cmd"]).replace(".", "/") + ".py")
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "section":
@@ -64,7 +121,7 @@ def test_feast_source_reads_what_embed_writes():
     embed_out = DVC["embed"]["outs"][0]
     assert (ROOT / "feature_repo" / defs.EMBEDDINGS_PATH).resolve() == (ROOT / embed_out).resolve()
     assert embed_out in DVC["materialize"]["deps"]
-    from training.embed import embed_products  # noqa: F401  (columns asserted in the stage tests)
+    from serving.embed import embed_products  # noqa: F401  (columns asserted in the stage tests)
     fields = {f.name for fv in (defs.product_embeddings, defs.product_attributes) for f in fv.schema}
     assert fields == {"image_embedding", "text_embedding", "fused_embedding", "model_version",
                       "product_type", "title"}

@@ -10,7 +10,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from curation.draw import ASPECT, TYPES, Look, render_object, sample_look
+from demo_catalog.draw import ASPECT, TYPES, Look, render_object, sample_look
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive (PIL getbbox convention)
 

@@ -21,8 +21,18 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from serving.index import (PAYLOAD, VECTORS, IndexParams, Searcher, as_hit, load_embeddings, matrix, point_id,
-                           slugs, type_slug)
+from serving.backends.schema import (
+    PAYLOAD,
+    VECTORS,
+    IndexParams,
+    Searcher,
+    as_hit,
+    load_embeddings,
+    matrix,
+    point_id,
+    slugs,
+    type_slug,
+)
 
 ALIAS_PREFIX = "vlclip_"
 _BATCH = 256
@@ -36,6 +46,11 @@ def make_client(params: IndexParams):
     from qdrant_client import QdrantClient
 
     return QdrantClient(location=url)
+
+
+def target(params: IndexParams, path=None, client=None):
+    """The qdrant index lives on a server: the given client, else one for the configured URL."""
+    return client if client is not None else make_client(params)
 
 
 def current_aliases(client) -> dict[str, str]:
@@ -144,3 +159,7 @@ class QdrantSearcher(Searcher):
                                        with_payload=True,
                                        search_params=models.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact))
         return [as_hit(p.payload, p.score) for p in res.points]
+
+
+def open_qdrant(params: IndexParams, client) -> QdrantSearcher:
+    return QdrantSearcher(client, params.hnsw_ef)

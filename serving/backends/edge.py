@@ -3,7 +3,7 @@
 Layout: `<path>/<type_slug>/` per type plus `<path>/manifest.json` (model_version, dim,
 types -> shard dir, counts). A rebuild writes a sibling temp dir and swaps it in by rename.
 An Edge shard's WAL admits one open handle, so one process serves an index; several workers
-or machines use the qdrant backend (serving/qdrant_index.py) instead.
+or machines use the qdrant backend (serving/backends/qdrant.py) instead.
 """
 from __future__ import annotations
 
@@ -14,10 +14,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.index import MANIFEST, PAYLOAD, VECTORS, IndexParams, Searcher, as_hit, load_embeddings, matrix, \
-    point_id, slugs
+from serving.backends.schema import (
+    MANIFEST,
+    PAYLOAD,
+    VECTORS,
+    IndexParams,
+    Searcher,
+    as_hit,
+    load_embeddings,
+    matrix,
+    point_id,
+    slugs,
+)
 
 _BATCH = 512
+
+
+def target(params: IndexParams, path: str | Path | None, client=None) -> Path:
+    """The edge index lives in a directory; the index stage's --index names it (dvc.yaml)."""
+    if path is None:
+        raise ValueError("index.backend 'edge' needs the index directory (the index stage's --index)")
+    return Path(path)
 
 
 def _edge_config(dim: int, params: IndexParams):
@@ -114,3 +131,7 @@ class EdgeSearcher(Searcher):
         for shard in self._shards.values():
             shard.close()
         self._shards = {}
+
+
+def open_edge(params: IndexParams, path: Path) -> EdgeSearcher:
+    return EdgeSearcher(path, params.hnsw_ef)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.draw import Look
+from demo_catalog.draw import Look
 
 BRANDS = ("Nordvik", "Luma & Co", "Bellrose", "Atelier Nove", "Kestrel", "Oakline", "Maison Trelle", "Vantra",
           "Hollis Home", "Brightwell", "Sorrento Living", "Quill & Fern", "Ardent", "Tamsin", "Corvo",

@@ -16,9 +16,9 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from curation.demo_text import BRANDS, description, query_text, title
-from curation.draw import TYPES, Look, sample_look
-from curation.scene import Box, render_scene
+from demo_catalog.draw import TYPES, Look, sample_look
+from demo_catalog.scene import Box, render_scene
+from demo_catalog.text import BRANDS, description, query_text, title
 from vlclip.params import load_params, section
 
 NEAR_PHASH = 6  # bits of 64-bit pHash within which a near-copy must stay

@@ -1,9 +1,10 @@
-"""open_clip models by name, and an Encoder that turns texts and PIL images into unit vectors.
-
-Serving and grounding use `Encoder` / `load_encoder`; nothing here imports the training loop.
+"""The encoder every layer shares: open_clip models by name, checkpoints, and an Encoder that turns
+texts and PIL images into unit vectors. Grounding, training, the registry and serving all build and
+load models through here; nothing here imports another project package.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ class ModelParams:
     pretrained: str = ""
 
 
+@functools.cache
 def register_configs() -> None:
-    """Make the architectures in training/model_configs/ known to open_clip (file stem = name)."""
+    """Make the architectures in vlclip/model_configs/ known to open_clip (file stem = name), once per
+    process: `add_model_config` appends to open_clip's global config-path list on every call."""
     import open_clip
 
     open_clip.add_model_config(CONFIG_DIR)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-# The demo visual vocabulary (/tmp/spec/VOCAB.md); the text generator and rules refiner use the same words.
+# The demo visual vocabulary; the demo text generator (demo_catalog/text.py) draws its words from it.
 TYPES = ("dress", "shirt", "shoe", "bag", "hat", "lamp", "chair", "vase", "mug", "pillow")
 VARIANTS = {
     "dress": ("long", "short"), "shirt": ("sleeveless", "sleeved"), "shoe": ("boot", "sneaker"),

@@ -4,15 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from registry.tracking import MlflowParams, tracking_uri
 from vlclip.params import load_params, section
+from vlclip.tracking import MlflowParams, tracking_uri
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def embed_products(encoder, table: pd.DataFrame, batch_size: int, version: str) 
     out["fused_embedding"] = list(fused.astype(np.float32))
     out["model_version"] = version
     # second resolution, UTC: Feast materializes by event time
-    out["event_timestamp"] = pd.Timestamp(datetime.now(timezone.utc).replace(microsecond=0))
+    out["event_timestamp"] = pd.Timestamp(datetime.now(UTC).replace(microsecond=0))
     return out
 
 

@@ -1,0 +1,50 @@
+"""Index backends: one table, one schema. `edge` keeps one Qdrant Edge shard per product type in
+process; `qdrant` keeps one collection per type on a Qdrant server or cluster behind swapped aliases.
+
+A backend's target is where its index lives: a directory for `edge`, a qdrant-client for `qdrant`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from serving.backends import edge, qdrant
+from serving.backends.schema import IndexParams, Searcher, load_embeddings, matrix
+
+__all__ = ["BACKENDS", "Backend", "IndexParams", "Searcher", "backend", "build", "load_embeddings", "matrix",
+           "open_searcher"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    target: Callable[[IndexParams, str | Path | None, Any], Any]   # (params, path, client) -> target
+    build: Callable[[pd.DataFrame, IndexParams, Any, Callable], dict]  # (embeddings, params, target, log)
+    open: Callable[[IndexParams, Any], Searcher]                 # (params, target)
+
+
+BACKENDS = {
+    "edge": Backend(edge.target, edge.build_edge, edge.open_edge),
+    "qdrant": Backend(qdrant.target, qdrant.build_qdrant, qdrant.open_qdrant),
+}
+
+
+def backend(params: IndexParams) -> Backend:
+    if params.backend not in BACKENDS:
+        raise ValueError(f"index.backend must be one of {sorted(BACKENDS)}, not {params.backend!r}")
+    return BACKENDS[params.backend]
+
+
+def open_searcher(params: IndexParams, path: str | Path | None = None, client=None) -> Searcher:
+    """Open what the index stage built: edge shards under `path`, or the aliased collections of a
+    Qdrant server (`client`, else one for index.url / VLCLIP_QDRANT_URL)."""
+    chosen = backend(params)
+    return chosen.open(params, chosen.target(params, path, client))
+
+
+def build(df: pd.DataFrame, params: IndexParams, path: str | Path | None = None, client=None, log=print) -> dict:
+    chosen = backend(params)
+    return chosen.build(df, params, chosen.target(params, path, client), log)

@@ -1,0 +1,117 @@
+"""The index schema both backends share: params, point ids, type names, the embeddings table check,
+and `Searcher` (nearest products within one product type, or across all types merged by score).
+
+Named cosine vectors "image" and "fused"; payload product_id, product_type, title, image_path; point
+id = uuid5(product_id), because Qdrant only accepts integer or UUID ids.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+VECTORS = {"image": "image_embedding", "fused": "fused_embedding"}  # index vector name -> parquet column
+PAYLOAD = ["product_id", "product_type", "title", "image_path"]
+REQUIRED = PAYLOAD + ["image_embedding", "text_embedding", "fused_embedding", "model_version"]
+MANIFEST = "manifest.json"
+_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "vlclip.product")
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    backend: str            # edge | qdrant
+    url: str                # qdrant backend; VLCLIP_QDRANT_URL overrides
+    hnsw_m: int
+    hnsw_ef_construct: int
+    hnsw_ef: int
+    recall_k: int
+
+
+def point_id(product_id: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, str(product_id)))
+
+
+def type_slug(product_type: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", str(product_type).lower()).strip("_")
+    if not slug:
+        raise ValueError(f"product_type {product_type!r} has no letters or digits to name an index with")
+    return slug
+
+
+def slugs(types: list[str]) -> dict[str, str]:
+    """product_type -> slug; two types that collapse to one slug would share an index, so fail."""
+    out: dict[str, str] = {}
+    for t in sorted(types):
+        s = type_slug(t)
+        clash = [o for o, os_ in out.items() if os_ == s]
+        if clash:
+            raise ValueError(f"product types {clash[0]!r} and {t!r} both map to index name {s!r}")
+        out[t] = s
+    return out
+
+
+def load_embeddings(df: pd.DataFrame) -> pd.DataFrame:
+    """Check the embed stage's table (one model_version, unique ids, equal dims, no nulls)."""
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(f"embeddings table lacks columns {missing}")
+    dup = df["product_id"][df["product_id"].duplicated()].tolist()
+    if dup:
+        raise ValueError(f"embeddings table repeats product_id {dup[:5]}")
+    versions = sorted(df["model_version"].astype(str).unique())
+    if len(versions) != 1:
+        raise ValueError(f"embeddings table mixes model versions {versions}; the index holds one")
+    for col in REQUIRED:
+        bad = df["product_id"][df[col].isna()].tolist()
+        if bad:
+            raise ValueError(f"column {col} is null for product_id {bad[:5]}")
+    dims = {c: {len(v) for v in df[c]} for c in ("image_embedding", "text_embedding", "fused_embedding")}
+    if any(len(d) != 1 for d in dims.values()) or len(set().union(*dims.values())) != 1:
+        raise ValueError(f"embedding lengths differ: {dims}")
+    return df.reset_index(drop=True)
+
+
+def matrix(df: pd.DataFrame, column: str) -> np.ndarray:
+    return np.asarray(np.stack(df[column].to_numpy()), dtype=np.float32)  # (n, dim)
+
+
+class Searcher:
+    """Nearest products within one product type, or across all types merged by score.
+    Backends implement `_query(product_type, vector, k, using, exact) -> list[dict]`."""
+
+    def __init__(self, type_names: list[str], model_version: str, dim: int, hnsw_ef: int):
+        self._types = sorted(type_names)
+        self.model_version = model_version
+        self.dim = dim
+        self.hnsw_ef = hnsw_ef
+
+    def types(self) -> list[str]:
+        return list(self._types)
+
+    def search(self, vector: np.ndarray, product_type: str | None = None, k: int = 10,
+               using: str = "image", exact: bool = False) -> list[dict]:
+        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != self.dim:
+            raise ValueError(f"query vector has {vec.shape[0]} dims; the index holds {self.dim}")
+        if using not in VECTORS:
+            raise ValueError(f"unknown vector {using!r}; known: {sorted(VECTORS)}")
+        if product_type is not None and product_type not in self._types:
+            raise ValueError(f"unknown product_type {product_type!r}; known types: {self._types}")
+        targets = self._types if product_type is None else [product_type]
+        hits = [h for t in targets for h in self._query(t, vec, int(k), using, exact)]
+        hits.sort(key=lambda h: -h["score"])
+        return hits[:k]
+
+    def _query(self, product_type: str, vector: np.ndarray, k: int, using: str, exact: bool) -> list[dict]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def as_hit(payload: dict, score: float) -> dict:
+    return {"product_id": payload["product_id"], "score": float(score), "product_type": payload["product_type"],
+            "title": payload["title"], "image_path": payload["image_path"]}
