@@ -13,6 +13,8 @@ from tests.integration.conftest import ROOT, run
 from tests.unit.project_imports import reached
 
 VARIANTS = {"vlclip", "no_grounding", "no_refinement", "baseline"}
+# The first /similar loads Feast lazily; on a loaded 2-core machine that took longer than httpx's 5 s.
+TIMEOUT = httpx.Timeout(60.0)
 
 
 def test_second_repro_changes_nothing(project):
@@ -126,7 +128,8 @@ def service(project):
 def test_service_search_returns_products_of_the_requested_type(service, project):
     emb = pd.read_parquet(project / "data/embeddings/products.parquet")
     ptype = emb["product_type"].value_counts().index[0]
-    r = httpx.post(f"{service}/search", json={"query": f"red {ptype}", "product_type": ptype, "k": 5})
+    r = httpx.post(f"{service}/search", json={"query": f"red {ptype}", "product_type": ptype, "k": 5},
+                   timeout=TIMEOUT)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["results"] and {x["product_type"] for x in body["results"]} == {ptype}
@@ -137,9 +140,9 @@ def test_service_search_returns_products_of_the_requested_type(service, project)
 def test_service_similar_reads_feast_and_stays_in_type(service, project):
     emb = pd.read_parquet(project / "data/embeddings/products.parquet")
     pid, ptype = emb["product_id"].iloc[0], emb["product_type"].iloc[0]
-    r = httpx.get(f"{service}/products/{pid}/similar", params={"k": 3})
+    r = httpx.get(f"{service}/products/{pid}/similar", params={"k": 3}, timeout=TIMEOUT)
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert results and pid not in {x["product_id"] for x in results}
     assert {x["product_type"] for x in results} == {ptype}
-    assert httpx.get(f"{service}/").status_code == 200
+    assert httpx.get(f"{service}/", timeout=TIMEOUT).status_code == 200

@@ -23,7 +23,7 @@ def _module(cmd: str) -> str:
 def _render(template: dict, key: str, item: dict) -> dict:
     text = yaml.safe_dump(template).replace("${key}", key)
     for field, value in item.items():
-        text = text.replace("${item.%s}" % field, str(value))
+        text = text.replace("${item." + field + "}", str(value))
     return yaml.safe_load(text)
 
 
