@@ -40,14 +40,17 @@ def artifacts(root: str = ".") -> list[tuple[str, list[str]]]:
 
 def side_effects(root: str = ".") -> list[tuple[str, str]]:
     """What stages write outside DVC (each proves it with a receipt among its outputs)."""
+    from serving.features import FeastParams
     from vlclip.dag import stage_arg
     from vlclip.params import load_params, section
     from vlclip.tracking import MlflowParams, tracking_uri
 
-    uri = tracking_uri(section(MlflowParams, load_params(Path(root) / "params.yaml"), "mlflow"), Path(root))
-    return [("MLflow runs + registry", f"{uri}  (browse: mlflow ui --backend-store-uri {uri})"),
-            ("Feast online store", str(stage_arg(root, "materialize", "--repo"))),
-            ("Qdrant Edge shards (index.backend edge)", str(stage_arg(root, "index", "--index")))]
+    params = load_params(Path(root) / "params.yaml")
+    uri = tracking_uri(section(MlflowParams, params, "mlflow"), Path(root))
+    feast = stage_arg(root, "materialize", "--repo") / section(FeastParams, params, "feast").config
+    return [("MLflow", f"{uri}  (browse: mlflow ui --backend-store-uri {uri})"),
+            ("Feast online store", f"as configured in {feast}"),
+            ("Qdrant Edge shards", f"{stage_arg(root, 'index', '--index')} (index.backend: edge)")]
 
 
 def main(argv: list[str] | None = None) -> int:
