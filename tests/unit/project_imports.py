@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("vlclip", "curation", "validation", "training", "registry", "serving", "demo_catalog")
+PACKAGES = ("vlclip", "curation", "validation", "training", "registry", "serving", "demo_catalog", "yardstick")
 
 
 def module_file(name: str) -> Path | None:
