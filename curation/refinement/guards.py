@@ -2,7 +2,9 @@
 or codes, no word absent from the product's metadata, the product type present.
 
 `check_guards` returns structured `Problem`s (kind + the offending detail); their text is what the
-Evaluator says and the audit trail records. The validate stage rejects the same non-visual terms
+Evaluator says and the audit trail records. Non-visual terms, words absent from the metadata and a
+missing product type are hard: a query that keeps one is not used. The word window is soft: a target
+the Evaluator reports, never a reason to invent words. The validate stage rejects the same non-visual terms
 (`non_visual_patterns`), so the refiner and validation never disagree.
 """
 from __future__ import annotations
@@ -35,6 +37,15 @@ class Problem:
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def hard(self) -> bool:
+        return self.kind not in (TOO_SHORT, TOO_LONG)
+
+
+def passes(problems: list[Problem]) -> bool:
+    """No hard problem among `problems`."""
+    return not any(p.hard for p in problems)
 
 
 @functools.cache

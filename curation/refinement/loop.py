@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from curation.refinement.guards import Problem, Window, check_guards
+from curation.refinement.guards import Problem, Window, check_guards, passes
 from curation.refinement.product import Product
 
 
@@ -21,11 +21,16 @@ class Backend(Protocol):
 
     def refine(self, product: Product, query: str, problems: list[Problem | str]) -> str: ...
 
+    def prepare(self, products: list[Product]) -> None: ...
+
     def close(self) -> None: ...
 
 
 class Closing:
     """`with backend:` closes what the backend holds (an HTTP client, say) however the block ends."""
+
+    def prepare(self, products: list[Product]) -> None:
+        """See the whole catalog once before the first product (catalog-level statistics)."""
 
     def close(self) -> None:
         pass
@@ -55,14 +60,14 @@ def run_agents(product: Product, backend: Backend, window: Window, max_rounds: i
         guards = check_guards(text, product.product_type, product.index, window)
         problems = list(dict.fromkeys(backend.evaluate(product, text) + guards))
         steps.append({"round": rnd, "agent": "evaluator", "verdict": "STOP" if not problems else "REVISE",
-                      "problems": [str(p) for p in problems], "guard_ok": not guards})
+                      "problems": [str(p) for p in problems], "guard_ok": passes(guards)})
         if not problems or rnd == max_rounds:
-            return AgentRun(text, rnd, not guards, steps)
+            return AgentRun(text, rnd, passes(guards), steps)
         previous, text = text, backend.refine(product, text, problems)
         steps.append({"round": rnd + 1, "agent": "refiner", "text": text})
         if text == previous and getattr(backend, "deterministic", False):
             # A deterministic Refiner that changed nothing will change nothing next round either.
             steps.append({"round": rnd + 1, "agent": "evaluator", "verdict": "STALLED",
-                          "problems": [str(p) for p in problems], "guard_ok": not guards})
-            return AgentRun(text, rnd + 1, not guards, steps)
+                          "problems": [str(p) for p in problems], "guard_ok": passes(guards)})
+            return AgentRun(text, rnd + 1, passes(guards), steps)
     raise AssertionError("unreachable")

@@ -7,7 +7,7 @@ import re
 
 from curation.refinement.lexicon import pairs
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_TOKEN = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")  # letters and digits of any script
 _TAG = re.compile(r"<[^>]*>")
 _BLOCK_TAG = re.compile(r"(?i)<\s*/?\s*(?:br|p|li|ul|ol|div|tr|h[1-6])\b[^>]*>")
 

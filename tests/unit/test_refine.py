@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import re
 import socket
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from curation.refine import OpenAIParams, RefineParams, main, make_backend, refine_products
+from curation.refine import OpenAIParams, RefineParams, main, make_backend, refine_one, refine_products
 from curation.refinement import ChatClient, OpenAIBackend, Product, RulesBackend, Window, check_guards, run_agents
 from curation.refinement.guards import UNGROUNDED, non_visual_hits
 from curation.refinement.lexicon import words
@@ -85,7 +86,7 @@ def test_no_listed_visual_or_template_word_trips_the_non_visual_guard():
 
 def test_rules_queries_are_in_window_visual_and_grounded():
     queries, audit = refine_products(PRODUCTS, PARAMS, RulesBackend(WINDOW))
-    assert list(queries.columns) == ["product_id", "query", "rounds", "guard_ok", "backend", "fell_back"]
+    assert list(queries.columns) == ["product_id", "query", "rounds", "guard_ok", "in_window", "backend", "fell_back"]
     assert queries["guard_ok"].all() and not queries["fell_back"].any()
     for pid, query in zip(queries["product_id"], queries["query"]):
         p = product(pid)
@@ -115,10 +116,42 @@ def test_rules_refiner_trims_a_long_query():
     assert 10 <= len(fixed.split()) <= 20 and fixed.startswith("long red sleeveless dress")
 
 
-def test_metadata_without_visual_words_fails_the_guard_honestly():
+def test_metadata_without_visual_words_gives_a_short_honest_query():
     bare = pd.DataFrame([{"product_id": "m1", "product_type": "mug", "title": "Mug", "description": np.nan}])
     queries, _ = refine_products(bare, PARAMS, RulesBackend(WINDOW))
-    assert not queries["guard_ok"].iloc[0] and queries["query"].iloc[0] == "mug"
+    assert queries["query"].iloc[0] == "mug" and queries["guard_ok"].iloc[0]  # the window is soft
+    assert not queries["in_window"].iloc[0] and not queries["fell_back"].iloc[0]
+
+
+class Hopeless:
+    """Every agent answers with marketing: the hard guards never pass."""
+
+    name, deterministic = "hopeless", True
+
+    def summarize(self, product):
+        return "free shipping best seller"
+
+    def evaluate(self, product, query):
+        return []
+
+    def refine(self, product, query, problems):
+        return query
+
+    def prepare(self, products):
+        pass
+
+
+def test_a_query_that_keeps_breaking_a_hard_guard_falls_back_to_the_type_and_is_flagged():
+    row, audit = refine_one(product("p2"), PARAMS, Hopeless(), Hopeless())
+    assert row["query"] == "lamp" and row["guard_ok"] and row["fell_back"] and not row["in_window"]
+    assert audit["steps"][-1]["guard_ok"] is False
+    assert any("non-visual term" in p for p in audit["steps"][-1]["problems"])
+
+
+def test_guard_problems_split_hard_from_soft():
+    p = product("p1")
+    problems = check_guards("red dress with free shipping", p.product_type, p.index, WINDOW)
+    assert {(x.kind, x.hard) for x in problems} == {("too_short", False), ("non_visual", True)}
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -225,14 +258,14 @@ def test_chat_client_names_an_unreachable_endpoint():
 
 def test_make_backend_needs_the_endpoint_env():
     with pytest.raises(ValueError, match="VLCLIP_LLM_BASE_URL"):
-        make_backend("openai", WINDOW, OPENAI, env={})
+        make_backend(replace(PARAMS, backend="openai"), env={})
     with pytest.raises(ValueError, match=r"one of \['openai', 'rules'\]"):
-        make_backend("gpt", WINDOW, OPENAI, env={})
+        make_backend(replace(PARAMS, backend="gpt"), env={})
 
 
 def test_a_backend_closes_its_client_when_the_block_ends():
     with FakeLLM() as llm:
-        with make_backend("openai", WINDOW, OPENAI, env={"VLCLIP_LLM_BASE_URL": llm.base_url}) as backend:
+        with make_backend(replace(PARAMS, backend="openai"), env={"VLCLIP_LLM_BASE_URL": llm.base_url}) as backend:
             assert isinstance(backend, OpenAIBackend)
         assert backend.client._http.is_closed
 
@@ -255,7 +288,7 @@ def test_main_rules_writes_queries_and_audit(tmp_path, capsys):
     assert queries["product_id"].tolist() == ["p1", "p2", "p3"] and queries["guard_ok"].all()
     assert queries["rounds"].dtype == np.int64 and [a["product_id"] for a in audit] == ["p1", "p2", "p3"]
     assert all(a["steps"][0]["agent"] == "summarizer" for a in audit)
-    assert "pass rate 1.000" in capsys.readouterr().out
+    assert "hard-guard pass rate 1.000" in capsys.readouterr().out
 
 
 def test_main_openai_reads_endpoint_from_env(tmp_path, monkeypatch):
@@ -265,8 +298,9 @@ def test_main_openai_reads_endpoint_from_env(tmp_path, monkeypatch):
         assert main(write_params(tmp_path, "openai")) == 0
     queries = pd.read_parquet(tmp_path / "refine" / "queries.parquet")
     assert (queries["backend"] == "openai").all() and queries["guard_ok"].all()
-    # p2/p3 titles are too short or lack the type word, which the fake LLM never fixes -> rules fallback
-    assert queries["fell_back"].tolist() == [False, True, True]
+    # p2's query is short (soft: kept); p3's lacks the type word (hard), which the fake LLM never
+    # fixes -> rules fallback
+    assert queries["fell_back"].tolist() == [False, False, True]
     assert {r["headers"]["Authorization"] for r in llm.requests} == {"Bearer env-key"}
 
 
