@@ -11,43 +11,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from demo_catalog.score import score as grounding_scores
+from vlclip.sandbox import copy_project, project_env
 from yardstick.icons import build
 from yardstick.score import refinement_scores
 
 ROOT = Path(__file__).resolve().parents[1]
-# demo_catalog too: the demo stage runs whatever catalog.path says
-CODE = ("vlclip", "curation", "validation", "training", "registry", "serving", "feature_repo", "demo_catalog")
 
 
 def make_project(dest: Path, catalog: Path) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
-    for name in CODE:
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "data"))
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, dest / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["catalog"]["path"] = str(catalog)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(cmd, cwd=dest, check=True, env=env)
-    return dest
+    return copy_project(ROOT, dest, {"catalog": {"path": str(catalog)}})
 
 
 def repro(project: Path) -> int:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     with open(project / "repro.log", "w") as log:
-        return subprocess.run(["dvc", "repro"], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        return subprocess.run(["dvc", "repro"], cwd=project, env=project_env(), stdout=log,
+                              stderr=subprocess.STDOUT).returncode
 
 
 def report(project: Path, catalog: Path) -> dict:

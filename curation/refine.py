@@ -108,8 +108,6 @@ def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backe
         raise ValueError(f"refine.min_words ({params.min_words}) > refine.max_words ({params.max_words})")
     items = [Product.from_row(r) for r in products.to_dict("records")]
     rules = backend if isinstance(backend, RulesBackend) else RulesBackend(params.window)
-    for b in {id(backend): backend, id(rules): rules}.values():
-        b.prepare(items)
     rows, audit = [], []
     for i, product in enumerate(items, start=1):
         row, record = refine_one(product, params, backend, rules)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ def build(icon_root: Path, out: Path, seed: int = 0, size: int = 192, min_themes
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "ground_truth").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
+    distractor = functools.cache(lambda path: rasterise(path, 128))  # an icon is often picked again
     catalog, truth = [], []
     for n, item in enumerate(items):
         pid = f"I{n:05d}"
@@ -86,7 +88,7 @@ def build(icon_root: Path, out: Path, seed: int = 0, size: int = 192, min_themes
         if opaque_box(icon) is None:
             continue
         others = [items[j] for j in rng.choice(len(items), size=2, replace=False) if items[j].icon != item.icon]
-        image, box = compose(icon, [rasterise(o.path, 128) for o in others], size, rng)
+        image, box = compose(icon, [distractor(o.path) for o in others], size, rng)
         image.save(out / "images" / f"{pid}.jpg", quality=92)
         colour = dominant_colour(icon)
         t_title, brand = title(item.object, colour, rng)

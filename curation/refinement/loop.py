@@ -21,16 +21,11 @@ class Backend(Protocol):
 
     def refine(self, product: Product, query: str, problems: list[Problem | str]) -> str: ...
 
-    def prepare(self, products: list[Product]) -> None: ...
-
     def close(self) -> None: ...
 
 
 class Closing:
     """`with backend:` closes what the backend holds (an HTTP client, say) however the block ends."""
-
-    def prepare(self, products: list[Product]) -> None:
-        """See the whole catalog once before the first product (catalog-level statistics)."""
 
     def close(self) -> None:
         pass

@@ -1,15 +1,13 @@
 """A tiny copy of the project, its whole `dvc repro` run once per test session."""
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from vlclip.sandbox import copy_project, merge, project_env
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ["curation", "training", "registry", "serving", "validation", "vlclip", "feature_repo", "demo_catalog"]
 TINY = {
     "demo": {"n_products": 150},
     "train": {"epochs": 3, "patience": 3},
@@ -19,28 +17,8 @@ TINY = {
 }
 
 
-def merge(base: dict, over: dict) -> dict:
-    for k, v in over.items():
-        base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return base
-
-
 def run(cmd, cwd, **kw):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, **kw)
-
-
-def make_project(dest: Path, params_override: dict) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in CODE:
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "data"))
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, dest / name)
-    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), params_override)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        assert run(cmd, dest).returncode == 0
-    return dest
+    return subprocess.run(cmd, cwd=cwd, env=project_env(), text=True, capture_output=True, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +33,7 @@ def other_catalog(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def project(tmp_path_factory, other_catalog) -> Path:
-    dest = make_project(tmp_path_factory.mktemp("proj") / "vlclip",
+    dest = copy_project(ROOT, tmp_path_factory.mktemp("proj") / "vlclip",
                         merge(dict(TINY), {"catalog": {"path": str(other_catalog)}}))
     r = run(["dvc", "repro"], dest, timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.integration.conftest import ROOT, run
-from tests.unit.project_imports import reached
+from tests.unit.project_imports import reached, stage_module, stages
 
 VARIANTS = {"vlclip", "no_grounding", "no_refinement", "baseline"}
 # The first /similar loads Feast lazily; on a loaded 2-core machine that took longer than httpx's 5 s.
@@ -24,15 +24,7 @@ def test_second_repro_changes_nothing(project):
 
 def _stages_reaching(relpath: str) -> set[str]:
     """Stages (train once per variant) whose module reaches the file, by the source import graph."""
-    import yaml
-
-    dvc, params = (yaml.safe_load((ROOT / f).read_text()) for f in ("dvc.yaml", "params.yaml"))
-    out = set()
-    for name, stage in dvc["stages"].items():
-        module = stage.get("do", stage)["cmd"].split("python -m ")[1].split()[0]
-        if ROOT / relpath in reached(module):
-            out |= {f"{name}@{v}" for v in params["variants"]} if "foreach" in stage else {name}
-    return out
+    return {address for address, _, stage in stages() if ROOT / relpath in reached(stage_module(stage["cmd"]))}
 
 
 @pytest.mark.parametrize("module, some_stages", [

@@ -1,13 +1,20 @@
 """The project's own import graph, read from source with ast (nothing is imported): which project
 modules a module imports at any depth (function-level imports run too), what each stage's entry
-module reaches, and the data directories a module reads next to itself (`Path(__file__).parent / "x"`)."""
+module reaches, and the data directories a module reads next to itself (`Path(__file__).parent / "x"`).
+Also the stages of dvc.yaml, a `foreach` stage once per variant, and the module each runs."""
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
+from vlclip.sandbox import code_dirs
+
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("vlclip", "curation", "validation", "training", "registry", "serving", "demo_catalog", "yardstick")
+PACKAGES = tuple(d for d in code_dirs(ROOT) if d != "feature_repo")  # what pyproject.toml ships
 
 
 def module_file(name: str) -> Path | None:
@@ -76,3 +83,30 @@ def reached(module: str) -> set[Path]:
         seen.add(path)
         todo += [p for p in imports_of(path) | parents(path) if p not in seen]
     return seen | {d for p in seen for d in data_dirs(p)}
+
+
+def stage_module(cmd: str) -> str:
+    """The module a stage's `python -m ...` command runs."""
+    return re.search(r"python -m ([\w.]+)", cmd).group(1)
+
+
+def _render(template: dict, key: str, item: dict) -> dict:
+    text = yaml.safe_dump(template).replace("${key}", key)
+    for field, value in item.items():
+        text = text.replace("${item." + field + "}", str(value))
+    return yaml.safe_load(text)
+
+
+def stages(root: Path = ROOT) -> Iterator[tuple[str, str, dict]]:
+    """(DVC address, stage name, stage) for every stage; a `foreach: ${variants}` stage once per variant
+    of params.yaml, with the variant's params and dvc.yaml vars merged into `${item}`."""
+    dvc, params = (yaml.safe_load((root / f).read_text()) for f in ("dvc.yaml", "params.yaml"))
+    paths = dvc["vars"][0]["variants"]
+    merged = {k: {**v, **paths.get(k, {})} for k, v in params["variants"].items()}
+    for name, stage in dvc["stages"].items():
+        if "foreach" in stage:
+            assert stage["foreach"] == "${variants}", name
+            for key, item in merged.items():
+                yield f"{name}@{key}", name, _render(stage["do"], key, item)
+        else:
+            yield name, name, stage

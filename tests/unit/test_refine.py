@@ -137,9 +137,6 @@ class Hopeless:
     def refine(self, product, query, problems):
         return query
 
-    def prepare(self, products):
-        pass
-
 
 def test_a_query_that_keeps_breaking_a_hard_guard_falls_back_to_the_type_and_is_flagged():
     row, audit = refine_one(product("p2"), PARAMS, Hopeless(), Hopeless())

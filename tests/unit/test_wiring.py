@@ -1,47 +1,28 @@
 """dvc.yaml, params.yaml, the stage modules and the Feast sources agree with each other."""
 import ast
 import importlib
-import re
 from pathlib import Path
 
 import yaml
 
-from project_imports import reached
+from project_imports import reached, stage_module, stages
 from vlclip.dag import stage_arg
+from vlclip.sandbox import code_dirs
 
 ROOT = Path(__file__).resolve().parents[2]
 DVC_FILE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 DVC = DVC_FILE["stages"]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-CODE = ("vlclip", "curation", "training", "registry", "serving", "validation", "demo_catalog", "feature_repo")
-
-
-def _module(cmd: str) -> str:
-    return re.search(r"python -m ([\w.]+)", cmd).group(1)
-
-
-def _render(template: dict, key: str, item: dict) -> dict:
-    text = yaml.safe_dump(template).replace("${key}", key)
-    for field, value in item.items():
-        text = text.replace("${item." + field + "}", str(value))
-    return yaml.safe_load(text)
+CODE = code_dirs(ROOT)
 
 
 def _stages():
-    """Every stage, a `foreach: ${variants}` one once per variant with its params and vars merged in."""
-    merged = {k: {**v, **DVC_FILE["vars"][0]["variants"].get(k, {})} for k, v in PARAMS["variants"].items()}
-    for name, stage in DVC.items():
-        if "foreach" in stage:
-            assert stage["foreach"] == "${variants}", name
-            for key, item in merged.items():
-                yield name, _render(stage["do"], key, item)
-        else:
-            yield name, stage
+    return ((name, stage) for _, name, stage in stages())
 
 
 def test_stage_name_equals_module_name_and_module_has_main():
     for name, stage in _stages():
-        module = _module(stage["cmd"])
+        module = stage_module(stage["cmd"])
         assert module.rsplit(".", 1)[1] == name, f"stage {name} runs {module}"
         assert callable(importlib.import_module(module).main)
 
@@ -78,7 +59,7 @@ def test_every_stage_depends_on_all_the_code_it_runs():
     """Each file the stage's module reaches through imports (or reads beside itself) is a dep, so a
     code change reruns the stage; and no listed module is one it never reaches (a needless rerun)."""
     for name, stage in _stages():
-        runs, deps = reached(_module(stage["cmd"])), _code_deps(stage)
+        runs, deps = reached(stage_module(stage["cmd"])), _code_deps(stage)
         missing = sorted(str(p.relative_to(ROOT)) for p in runs if not _covered(p, deps))
         assert missing == [], f"stage {name}: dvc.yaml deps lack {missing}"
         stale = sorted(str(d.relative_to(ROOT)) for d in deps if d.suffix == ".py" and d.parts[len(ROOT.parts)]
@@ -108,7 +89,7 @@ def test_service_paths_come_from_the_stages_that_write_them():
 def test_stage_modules_read_params_sections_that_exist():
     """Every section(Cls, params, 'x') call in a stage module names a params.yaml section."""
     for _, stage in _stages():
-        path = ROOT / (_module(stage["cmd"]).replace(".", "/") + ".py")
+        path = ROOT / (stage_module(stage["cmd"]).replace(".", "/") + ".py")
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "section":
                 assert node.args[2].value in PARAMS, f"{path.name} reads missing section {node.args[2].value}"
