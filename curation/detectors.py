@@ -1,10 +1,14 @@
-"""Grounding backends: each returns, per image, the best box (normalised x0, y0, x1, y1) for the
-product type it is prompted with, and a score in [0, 1].
+"""Grounding backends: each returns, for an image and the product type it is prompted with, the best
+box (normalised x0, y0, x1, y1) and a score in [0, 1]. Crops never depend on refined text.
 
-- ClipWindows (offline default): class-agnostic objectness proposals, scored zero-shot by a CLIP
-  model trained on full images: the probability that the window matches the product's own visual
-  description (type + colour + pattern from refinement) rather than other products' descriptions.
-- GroundingDino: transformers' zero-shot detector from a hub id or a local directory.
+- Salient (offline default): the main object by a boundary-prior saliency map over sliding windows;
+  the score is the window's figure-ground contrast (inside minus surrounding saliency, model-free, so
+  it means the same on any catalog). It cannot read the prompt: it finds the product because product
+  photos frame it, not because it knows what a lamp is.
+- ClipWindows: the same proposals scored by a CLIP model with the type as prompt (plus synonyms):
+  p(type | window) over every product type of the catalog, temperature-calibrated on the catalog's
+  own full images. It needs a CLIP that recognises the types (a pretrained one, `model.pretrained`).
+- GroundingDino: transformers' zero-shot detector from a hub id or a local directory, as in the paper.
 """
 from __future__ import annotations
 
@@ -18,13 +22,18 @@ from curation.proposals import top_proposals, windows
 
 
 @dataclass(frozen=True)
-class ClipWindowParams:
+class WindowParams:
     scales: tuple[float, ...] = (0.35, 0.5, 0.65, 0.8)
     aspect_ratios: tuple[float, ...] = (0.75, 1.0, 1.33)
     stride: float = 0.25
+    ring: float = 0.25  # ring around a window, as a share of its side, that it must stand out from
+
+
+@dataclass(frozen=True)
+class ClipWindowParams:
     top_proposals: int = 24
     batch_size: int = 256
-    keep_ratio: float = 1.0  # pick the largest window scoring >= keep_ratio * best (1.0: the best)
+    calibration_images: int = 256  # full catalog images the temperature is fitted on
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,21 @@ class GroundingDinoParams:
     model: str = "IDEA-Research/grounding-dino-tiny"
     box_threshold: float = 0.25
     text_threshold: float = 0.25
+
+
+def prompts(product_type: str, synonyms: dict[str, list[str]]) -> list[str]:
+    """The type in words ("toy_game" -> "toy game") and its synonyms from params."""
+    return [product_type.replace("_", " "), *synonyms.get(product_type, [])]
+
+
+class Salient:
+    def __init__(self, params: WindowParams):
+        self.params = params
+        self.grid = windows(params.scales, params.aspect_ratios, params.stride)
+
+    def detect(self, image: Image.Image, product_type: str) -> tuple[np.ndarray, float]:
+        boxes, scores = top_proposals(image, self.grid, keep=1, ring=self.params.ring)
+        return boxes[0], float(np.clip(scores[0], 0.0, 1.0))
 
 
 def _normalize(preprocess):
@@ -42,74 +66,85 @@ def _normalize(preprocess):
     raise ValueError("preprocess has no Normalize step")
 
 
-class ClipWindows:
-    """Scores each proposal with p(this product's description | window) against the descriptions of
-    `contrast` other catalog products: the window that shows *this* product (its type, colour and
-    pattern) wins, and the probability is the confidence compared with tau."""
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of `labels` (temperature scaling)."""
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 121))
 
-    def __init__(self, encoder, descriptions: list[str], params: ClipWindowParams, contrast: int = 31,
-                 seed: int = 0):
-        self.encoder, self.params, self.contrast = encoder, params, contrast
-        self.texts = sorted(set(descriptions))
-        self.text = torch.from_numpy(encoder.encode_text(self.texts))           # (T, D)
-        self.row = {t: i for i, t in enumerate(self.texts)}
-        self.rng = np.random.default_rng(seed)
+    def nll(t: float) -> float:
+        z = logits / t
+        z = z - z.max(1, keepdims=True)
+        return float(-(z[np.arange(len(z)), labels] - np.log(np.exp(z).sum(1))).mean())
+
+    return float(min(grid, key=nll))
+
+
+class ClipWindows:
+    """p(this product's type | window) among all the catalog's types, at a calibrated temperature."""
+
+    def __init__(self, encoder, types: list[str], params: ClipWindowParams, windows_: WindowParams,
+                 synonyms: dict[str, list[str]] | None = None):
+        self.encoder, self.params, self.windows = encoder, params, windows_
+        self.types = sorted(set(types))
+        self.row = {t: i for i, t in enumerate(self.types)}
+        text = []
+        for t in self.types:  # one prompt embedding per type: the mean of its words' embeddings
+            v = encoder.encode_text(prompts(t, synonyms or {})).mean(axis=0)
+            text.append(v / np.linalg.norm(v))
+        self.text = torch.from_numpy(np.stack(text).astype(np.float32))          # (T, D)
         size = encoder.model.visual.image_size
         self.size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.mean, self.std = _normalize(encoder.preprocess)
         self.scale = float(encoder.model.logit_scale.detach().exp())
-        self.grid = windows(params.scales, params.aspect_ratios, params.stride)
+        self.temperature = 1.0
+        self.grid = windows(windows_.scales, windows_.aspect_ratios, windows_.stride)
 
-    def _window_pixels(self, image: Image.Image, boxes: np.ndarray) -> torch.Tensor:
-        """Crop every box and resize to the model's input with one roi_align call: (K, 3, S, S)."""
+    def calibrate(self, images: list[Image.Image], types: list[str]) -> tuple[float, float]:
+        """Fit the temperature on full catalog images and their known types; -> (temperature, share
+        of those images whose own type is the CLIP's top type: how well it knows the types)."""
+        feats = np.concatenate([self._features(im, np.array([[0, 0, 1, 1]], np.float32)) for im in images])
+        labels = np.array([self.row[t] for t in types])
+        logits = self.scale * feats @ self.text.numpy().T
+        self.temperature = fit_temperature(logits, labels)
+        return self.temperature, float((logits.argmax(1) == labels).mean())
+
+    def _features(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
+        """Crop every box and resize to the model's input with one roi_align call; -> (K, D)."""
         from torchvision.ops import roi_align
 
         x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
         h, w = x.shape[1:]
         rois = torch.from_numpy(boxes * np.array([w, h, w, h], dtype=np.float32))
         rois = torch.cat([torch.zeros(len(rois), 1), rois], 1)                  # (K, 5): batch idx + box
-        crops = roi_align(x[None], rois, output_size=self.size, aligned=True)
-        return (crops - self.mean) / self.std
+        crops = (roi_align(x[None], rois, output_size=self.size, aligned=True) - self.mean) / self.std
+        return np.asarray(self.encoder.encode_pixels(crops, self.params.batch_size))
 
-    def _candidates(self, description: str) -> torch.Tensor:
-        """Row 0 = this product's description, then `contrast` others drawn without replacement."""
-        if description not in self.row:
-            raise ValueError(f"description {description!r} was not given to the detector")
-        me = self.row[description]
-        others = self.rng.choice(len(self.texts) - 1, size=min(self.contrast, len(self.texts) - 1), replace=False)
-        others = others + (others >= me)                                         # skip `me`
-        return self.text[np.concatenate([[me], others])]
-
-    def detect(self, image: Image.Image, product_type: str, description: str) -> tuple[np.ndarray, float]:
-        boxes = np.concatenate([top_proposals(image, self.grid, self.params.top_proposals),
-                                np.array([[0, 0, 1, 1]], dtype=np.float32)])
-        feats = torch.from_numpy(self.encoder.encode_pixels(self._window_pixels(image, boxes),
-                                                            self.params.batch_size))         # (K, D)
-        probs = (self.scale * feats @ self._candidates(description).T).softmax(dim=1)[:, 0].numpy()  # (K,)
-        # The top window is often a tight part of the product (a colour patch); among windows almost
-        # as confident, the largest is more likely to hold the whole product.
+    def detect(self, image: Image.Image, product_type: str) -> tuple[np.ndarray, float]:
+        if product_type not in self.row:
+            raise ValueError(f"product type {product_type!r} was not given to the detector")
+        boxes, _ = top_proposals(image, self.grid, self.params.top_proposals, ring=self.windows.ring)
+        boxes = np.concatenate([boxes, np.array([[0, 0, 1, 1]], dtype=np.float32)])
+        logits = torch.from_numpy(self._features(image, boxes)) @ self.text.T * (self.scale / self.temperature)
+        probs = logits.softmax(dim=1)[:, self.row[product_type]].numpy()            # (K,)
         best = int(probs.argmax())
-        if self.params.keep_ratio < 1.0:
-            near = np.nonzero(probs >= self.params.keep_ratio * probs[best])[0]
-            area = (boxes[near, 2] - boxes[near, 0]) * (boxes[near, 3] - boxes[near, 1])
-            best = int(near[np.argmax(area)])
         return boxes[best], float(probs[best])
 
 
 class GroundingDino:
-    def __init__(self, params: GroundingDinoParams, device: str = "cpu"):
+    def __init__(self, params: GroundingDinoParams, synonyms: dict[str, list[str]] | None = None,
+                 device: str = "cpu"):
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-        self.params, self.device = params, device
+        self.params, self.device, self.synonyms = params, device, synonyms or {}
         self.processor = AutoProcessor.from_pretrained(params.model)
         self.model = AutoModelForZeroShotObjectDetection.from_pretrained(params.model).to(device).eval()
 
     @torch.no_grad()
-    def detect(self, image: Image.Image, product_type: str, description: str = "") -> tuple[np.ndarray, float]:
-        """Prompted with the product type alone: what the detector was trained to ground."""
+    def detect(self, image: Image.Image, product_type: str) -> tuple[np.ndarray, float]:
+        """Prompted with the product type (and its synonyms): what the detector was trained to ground."""
         image = image.convert("RGB")
         w, h = image.size
-        inputs = self.processor(images=image, text=[[product_type]], return_tensors="pt").to(self.device)
+        inputs = self.processor(images=image, text=[prompts(product_type, self.synonyms)],
+                                return_tensors="pt").to(self.device)
         out = self.model(**inputs)
         res = self.processor.post_process_grounded_object_detection(
             out, inputs["input_ids"], threshold=self.params.box_threshold,

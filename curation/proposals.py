@@ -1,26 +1,30 @@
-"""Class-agnostic objectness proposals: centre-surround contrast of a saliency map over sliding windows.
+"""Class-agnostic objectness proposals: a boundary-prior saliency map scored over sliding windows.
 
-Nothing here knows what the catalog looks like: saliency is local colour contrast plus edge energy,
-and a window scores high when its inside stands out from a ring around it.
+Nothing here knows what the catalog looks like. Product photos frame the product away from the
+picture's edges, so a pixel is salient when its colour is far from the colours along the border
+(the background prior of salient-object detection); a window scores high when its inside stands out
+from a ring around it.
 """
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-GRID = 64  # saliency is computed on a GRID x GRID thumbnail; cheap and smooth enough
+GRID = 64    # saliency is computed on a GRID x GRID thumbnail; cheap and smooth enough
+BORDER = 3   # thumbnail pixels along each edge that sample the background
 
 
 def saliency(image: Image.Image) -> np.ndarray:
-    """-> (GRID, GRID) float map in [0, 1]."""
-    small = image.convert("RGB").resize((GRID, GRID), Image.BILINEAR)
-    x = np.asarray(small, dtype=np.float32) / 255.0                            # (G, G, 3)
-    blur = np.asarray(small.filter(ImageFilter.GaussianBlur(GRID / 6)), dtype=np.float32) / 255.0
-    contrast = np.linalg.norm(x - blur, axis=2)                                  # colour pop-out
-    gray = x.mean(axis=2)
-    gy, gx = np.gradient(gray)
-    edges = np.hypot(gx, gy)
-    s = contrast / (contrast.max() + 1e-6) + 0.5 * edges / (edges.max() + 1e-6)
+    """-> (GRID, GRID) float map in [0, 1]: each pixel's colour distance to the border's colours (a
+    low percentile, so one border pixel of the product's colour does not erase it)."""
+    small = image.convert("RGB").resize((GRID, GRID), Image.BILINEAR).filter(ImageFilter.GaussianBlur(1))
+    x = np.asarray(small, dtype=np.float32) / 255.0                                       # (G, G, 3)
+    b = BORDER
+    border = np.concatenate([x[:b].reshape(-1, 3), x[-b:].reshape(-1, 3), x[b:-b, :b].reshape(-1, 3),
+                             x[b:-b, -b:].reshape(-1, 3)])                                # (M, 3)
+    dist = np.linalg.norm(x.reshape(-1, 1, 3) - border[None], axis=2)                     # (G*G, M)
+    k = len(border) // 20                                                                 # 5th percentile
+    s = np.partition(dist, k, axis=1)[:, k].reshape(GRID, GRID)
     return s / (s.max() + 1e-6)
 
 
@@ -65,13 +69,15 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area(a) + area(b) - inter + 1e-9)
 
 
-def top_proposals(image: Image.Image, grid: np.ndarray, keep: int, nms: float = 0.6) -> np.ndarray:
-    """-> (<=keep, 4) normalised boxes: highest objectness first, greedy non-maximum suppression."""
-    scores = objectness(saliency(image), grid)
+def top_proposals(image: Image.Image, grid: np.ndarray, keep: int, nms: float = 0.6,
+                  ring: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """-> (<=keep, 4) normalised boxes, highest objectness first after greedy non-maximum
+    suppression, and their objectness (inside minus ring saliency, in [-1, 1])."""
+    scores = objectness(saliency(image), grid, ring)
     chosen: list[int] = []
     for i in np.argsort(-scores):
         if all(iou(grid[i], grid[[j]])[0] < nms for j in chosen):
             chosen.append(int(i))
             if len(chosen) == keep:
                 break
-    return grid[chosen]
+    return grid[chosen], scores[chosen]

@@ -34,10 +34,11 @@ from curation.refinement import (
     run_agents,
 )
 from curation.refinement.guards import passes
+from curation.refinement.rules import RulesParams
 from curation.refinement.text import tokens
 from vlclip.params import load_params, section
 
-__all__ = ["BACKENDS", "OpenAIParams", "RefineParams", "make_backend", "refine_products", "main"]
+__all__ = ["BACKENDS", "OpenAIParams", "RefineParams", "RulesParams", "make_backend", "refine_products", "main"]
 
 QUERY_COLUMNS = ["product_id", "query", "rounds", "guard_ok", "in_window", "backend", "fell_back"]
 
@@ -49,6 +50,7 @@ class RefineParams:
     min_words: int
     max_words: int
     openai: OpenAIParams
+    rules: RulesParams = RulesParams()
 
     @property
     def window(self) -> Window:
@@ -66,7 +68,7 @@ def _openai(params: RefineParams, env: dict[str, str]) -> OpenAIBackend:
 # name -> (refine params, environment) -> backend; the openai one reads its endpoint and key from the
 # environment, never from params.yaml.
 BACKENDS = {
-    "rules": lambda params, env: RulesBackend(params.window),
+    "rules": lambda params, env: RulesBackend(params.window, params.rules),
     "openai": _openai,
 }
 
@@ -107,7 +109,8 @@ def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backe
     if params.min_words > params.max_words:
         raise ValueError(f"refine.min_words ({params.min_words}) > refine.max_words ({params.max_words})")
     items = [Product.from_row(r) for r in products.to_dict("records")]
-    rules = backend if isinstance(backend, RulesBackend) else RulesBackend(params.window)
+    rules = backend if isinstance(backend, RulesBackend) else RulesBackend(params.window, params.rules)
+    rules.adopt(items)
     rows, audit = [], []
     for i, product in enumerate(items, start=1):
         row, record = refine_one(product, params, backend, rules)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import imagehash
@@ -17,15 +17,17 @@ import numpy as np
 from PIL import Image
 
 from demo_catalog.draw import TYPES, Look, sample_look
+from demo_catalog.queries import query_text
 from demo_catalog.scene import Box, render_scene
-from demo_catalog.text import BRANDS, description, query_text, title
+from demo_catalog.text import product_text, text_truth
 from vlclip.params import load_params, section
 
 NEAR_PHASH = 6  # bits of 64-bit pHash within which a near-copy must stay
 BROKEN_REASONS = ("missing_image", "corrupt_image", "empty_title")
 CATALOG_COLUMNS = ("product_id", "product_type", "title", "description", "image_path", "brand", "colour")
 TRUTH_COLUMNS = ("product_id", "product_type", "colour", "accent", "pattern", "variant",
-                 "x0", "y0", "x1", "y1", "duplicate_of", "broken")
+                 "x0", "y0", "x1", "y1", "duplicate_of", "broken",
+                 "colour_text", "accent_text", "pattern_text", "variant_text", "description_kind")
 # Shares of query granularities; accent forms need a patterned product.
 QUERY_WEIGHTS = {("colour",): 0.15, ("colour", "pattern"): 0.25, ("colour", "pattern", "variant"): 0.25,
                  ("colour", "pattern", "accent"): 0.15, ("pattern", "variant", "accent"): 0.1,
@@ -45,11 +47,11 @@ class DemoParams:
 class _Row:
     product_id: str
     look: Look
-    brand: str
     stream: int                 # per-row random stream, so rows do not depend on each other's draws
     duplicate_of: str = ""      # product_id of the original whose image this one copies
     broken: str = ""
     box: Box | None = None
+    text: dict = field(default_factory=dict)  # surface phrase per attribute + description kind (truth)
 
 
 def _rng(params: DemoParams, *stream: int) -> np.random.Generator:
@@ -73,8 +75,7 @@ def plan(params: DemoParams) -> list[_Row]:
     for new, old in enumerate(order):
         look, src = entries[old]
         dup = f"P{pos_of[src] + 1:06d}" if src >= 0 else ""
-        brand = BRANDS[rng.integers(len(BRANDS))]
-        rows.append(_Row(f"P{new + 1:06d}", look, brand, int(new) + 1, duplicate_of=dup))
+        rows.append(_Row(f"P{new + 1:06d}", look, int(new) + 1, duplicate_of=dup))
     _mark_broken(rows, params.n_broken)
     return rows
 
@@ -165,16 +166,16 @@ def render_images(rows: list[_Row], params: DemoParams, image_dir: Path, log=pri
 
 
 def catalog_rows(rows: list[_Row], params: DemoParams) -> list[dict]:
-    """catalog.csv rows: noisy title + description, the colour column filled on about half the rows."""
+    """catalog.csv rows: noisy brand, title, description and colour column, from each row's own text stream
+    (stream 2; images use stream 1, so text changes never move a pixel). Records the text truth on the rows."""
     out = []
     for r in rows:
-        rng = _rng(params, r.stream, 2)
-        text_title, title_has_colour = title(r.look, r.brand, rng)
-        colour = r.look.colour.title() if rng.uniform() < 0.5 else ""
-        desc = description(r.look, not (title_has_colour or colour), rng)
-        out.append({"product_id": r.product_id, "product_type": r.look.product_type,
-                    "title": "" if r.broken == "empty_title" else text_title, "description": desc,
-                    "image_path": f"images/{r.product_id}.jpg", "brand": r.brand, "colour": colour})
+        text, wording = product_text(r.look, _rng(params, r.stream, 2))
+        if r.broken == "empty_title":
+            text["title"] = ""
+        r.text = text_truth(wording, text["title"], text["description"], text["colour"])
+        out.append({"product_id": r.product_id, "product_type": r.look.product_type, **text,
+                    "image_path": f"images/{r.product_id}.jpg"})
     return out
 
 
@@ -215,7 +216,7 @@ def truth_rows(rows: list[_Row]) -> list[dict]:
         out.append({"product_id": r.product_id, "product_type": r.look.product_type, "colour": r.look.colour,
                     "accent": r.look.accent, "pattern": r.look.pattern, "variant": r.look.variant,
                     "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3],
-                    "duplicate_of": r.duplicate_of, "broken": r.broken})
+                    "duplicate_of": r.duplicate_of, "broken": r.broken, **r.text})
     return out
 
 

@@ -4,13 +4,15 @@
 
 Writes catalog.csv, images/, queries.csv (shopper queries; relevant = every theme's drawing of the
 object, or those of one colour) and ground_truth/products.csv (object, colour, theme, product box in
-pixels) that no stage reads. Deterministic for a seed and a set of installed themes.
+pixels, and the phrases the product's text states: object_text always, colour_text when the text
+names the colour) that only the quality stage reads. Deterministic for a seed and a set of installed themes.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import functools
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,9 @@ from yardstick.text import description, title
 from yardstick.themes import find_icons, opaque_box, rasterise
 
 CATALOG_COLUMNS = ("product_id", "product_type", "title", "description", "image_path", "brand", "color")
-TRUTH_COLUMNS = ("product_id", "product_type", "object", "colour", "theme", "icon", "x0", "y0", "x1", "y1")
+_WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")  # the word tokens a query is scored by
+TRUTH_COLUMNS = ("product_id", "product_type", "object", "colour", "theme", "icon", "x0", "y0", "x1", "y1",
+                 "object_text", "colour_text")
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,10 @@ def build(icon_root: Path, out: Path, seed: int = 0, size: int = 192, min_themes
         catalog.append({"product_id": pid, "product_type": item.product_type, "title": t_title,
                         "description": description(item.object, colour, rng), "image_path": f"images/{pid}.jpg",
                         "brand": brand, "color": colour if rng.random() < 0.4 else ""})
+        said = set(_WORD.findall(" ".join(str(v) for v in catalog[-1].values()).lower()))
         truth.append({"product_id": pid, "product_type": item.product_type, "object": item.object, "colour": colour,
-                      "theme": item.theme, "icon": item.icon, **dict(zip(("x0", "y0", "x1", "y1"), box))})
+                      "theme": item.theme, "icon": item.icon, **dict(zip(("x0", "y0", "x1", "y1"), box)),
+                      "object_text": item.object, "colour_text": colour if colour in said else ""})
         if (n + 1) % 100 == 0 or n + 1 == len(items):
             log(f"icons: {n + 1}/{len(items)} products")
     queries = make_queries(truth)

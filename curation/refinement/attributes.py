@@ -20,10 +20,10 @@ class Attributes:
     patterns: tuple[str, ...] = ()   # patterns not already inside an accent phrase
     materials: tuple[str, ...] = ()
     shapes: tuple[str, ...] = ()
-    leftovers: tuple[str, ...] = ()  # other title words, the last resort for padding
+    nouns: tuple[str, ...] = ()      # title words no list knows (the object: "violin", "lantern")
 
 
-# Description clauses: sentence ends, commas, colons and list separators (HTML often drops the full stops).
+# Clauses: sentence ends, commas, colons and list separators (HTML often drops the full stops).
 _CLAUSE = re.compile(r"[.!?;:,|()\[\]]\s+|[.!?;:,|()\[\]]$|\n+")
 
 
@@ -64,7 +64,7 @@ def _scan(toks: list[str], found: dict[str, list[str]], accent_source: bool) -> 
                 found["accents"].append(f"{toks[i]} {pattern}")
                 i += 2
             else:
-                found["patterns"].append(pattern.removesuffix(" pattern"))
+                found["patterns"].append(pattern)
             continue
         for key in ("materials", "shapes"):
             if t in words(key):
@@ -74,13 +74,13 @@ def _scan(toks: list[str], found: dict[str, list[str]], accent_source: bool) -> 
 
 
 def _pattern_at(toks: list[str], i: int) -> tuple[str, int]:
-    """The pattern phrase starting at toks[i] and the index after it ("polka dots" is one phrase)."""
-    word, i = toks[i], i + 1
-    if word == "polka" and i < len(toks) and toks[i] in ("dots", "dot", "dotted"):
-        word, i = "polka dots", i + 1
-    if i < len(toks) and toks[i] in ("pattern", "print"):  # "checked pattern in beige"
+    """The pattern phrase starting at toks[i], as the text words it, and the index after it."""
+    start, i = i, i + 1
+    if toks[start] == "polka" and i < len(toks) and toks[i] in ("dots", "dot", "dotted"):
         i += 1
-    return (word if word in words("pattern_nouns") or word == "polka dots" else f"{word} pattern"), i
+    if i < len(toks) and toks[i] in ("pattern", "print"):  # "checked pattern in beige", "gingham print"
+        i += 1
+    return " ".join(toks[start:i]), i
 
 
 def _not_a_pattern(word: str, nxt: str) -> bool:
@@ -88,41 +88,83 @@ def _not_a_pattern(word: str, nxt: str) -> bool:
     return (word in ("solid", "plain") and nxt in words("materials")) or (word == "check" and nxt == "out")
 
 
-def extract_attributes(sources: list[tuple[str, str]]) -> Attributes:
+def extract_attributes(sources: list[tuple[str, str]], ignore: frozenset[str] = frozenset(),
+                       max_nouns: int = 4, product_type: str = "") -> Attributes:
     """Attributes from (field name, clean text) pairs, highest-priority field first.
 
-    Description clauses with a non-visual term are skipped, and a context cue cuts the rest of its
-    clause; a field whose name mentions "accent" gives accent colours that pair with the first free
-    pattern; words of brand-like fields never pad a query.
+    Every field is cut into fragments at clause marks and around non-visual spans, so a marketing
+    phrase costs only itself, never the visual words beside it (phrase by phrase); in the description
+    a context cue cuts the rest of its clause. A field whose name mentions "accent" gives accent
+    colours that pair with the first free pattern. Title words no list knows are kept as nouns (the
+    object: "violin", "lantern") unless brand-like fields or `ignore` (words common across the
+    catalog's product types) name them; so is a description word right after a listed visual word
+    (the head of "red printer") or right before the type or a title noun ("cappuccino cup"). A
+    colour column's value is a colour even when no list has it ("canary").
     """
     found: dict[str, list[str]] = {k: [] for k in
                                    ("colours", "accent_colours", "accents", "patterns", "materials", "shapes")}
-    leftovers: list[str] = []
-    for name, text in sources:
-        parts = _CLAUSE.split(text) if name == "description" else [text]
-        for part in parts:
-            toks = tokens(part)
-            if name == "description":
-                if any(rx.search(part) for rx in non_visual_regexes()[:-1]):  # codes alone don't taint a clause
-                    continue
-                toks = _until_cue(toks)
-            _scan(toks, found, accent_source="accent" in name.lower())
-            if name == "title":
-                leftovers += [t for t in toks if _is_leftover(t)]
     brandish = {t for name, text in sources if any(b in name.lower() for b in words("brand_fields"))
                 for t in tokens(text)}
-    return _assemble(found, [t for t in leftovers if t not in brandish])
+    nouns: list[str] = []
+    objects = set(tokens(product_type))
+    for name, text in sources:
+        if any(b in name.lower() for b in words("brand_fields")):
+            continue
+        if _is_colour_field(name) and text and not any(t in words("colours") for t in tokens(text)):
+            found["colours"].append(" ".join(tokens(text)[:3]))  # a colour column names a colour, listed or not
+            continue
+        for toks in fragments(text, description=name == "description"):
+            _scan(toks, found, accent_source="accent" in name.lower())
+            if name == "title":
+                nouns += [t for t in toks if _is_noun(t) and t not in brandish and t not in ignore]
+                objects |= set(nouns)
+            elif name == "description":  # "red printer", "brass lantern"; "cappuccino cup" of a cup
+                nouns += [t for prev, t in zip(toks, toks[1:]) if prev in _visual() and _is_noun(t)
+                          and t not in brandish and t not in ignore]
+                nouns += [prev for prev, t in zip(toks, toks[1:]) if t in objects and _is_noun(prev)
+                          and prev not in brandish and prev not in ignore]
+    return _assemble(found, list(dict.fromkeys(nouns))[:max_nouns])
+
+
+def fragments(text: str, description: bool = False) -> list[list[str]]:
+    """Token lists of `text` between clause marks and non-visual or code-like spans."""
+    out = []
+    for clause in _CLAUSE.split(text):
+        pieces = [clause]
+        for rx in non_visual_regexes():
+            pieces = [q for piece in pieces for q in rx.split(piece)]
+        cut = False
+        for piece in pieces:
+            toks = tokens(piece)
+            if description:
+                kept = _until_cue(toks)
+                cut, toks = len(kept) < len(toks), kept
+            if toks:
+                out.append(toks)
+            if cut:
+                break
+    return out
 
 
 @functools.cache
-def _known() -> frozenset[str]:
-    """Every listed word: what is left of a title besides them is the last resort for padding."""
+def _listed() -> frozenset[str]:
+    """Every listed word: a title word outside them that survives the deny-lists is a noun to keep."""
     return frozenset().union(*(words(name) for name in ("colours", "colour_modifiers", "patterns", "materials",
-                                                        "shapes", "template_words", "stopwords")))
+                                                        "shapes", "template_words", "stopwords", "marketing")))
 
 
-def _is_leftover(word: str) -> bool:
-    return re.fullmatch(r"[a-z]{3,}", word) is not None and word not in _known() and not non_visual_hits(word)
+@functools.cache
+def _visual() -> frozenset[str]:
+    return frozenset().union(*(words(name) for name in ("colours", "patterns", "materials", "shapes")))
+
+
+def _is_colour_field(name: str) -> bool:
+    return any(c in name.lower() for c in ("colour", "color")) and "accent" not in name.lower()
+
+
+def _is_noun(word: str) -> bool:
+    letters = word.replace("-", "").replace("'", "")
+    return len(letters) >= 3 and letters.isalpha() and word not in _listed() and not non_visual_hits(word)
 
 
 def _dedup(phrases: list[str]) -> list[str]:
@@ -136,19 +178,18 @@ def _dedup(phrases: list[str]) -> list[str]:
     return out
 
 
-def _assemble(found: dict[str, list[str]], leftovers: list[str]) -> Attributes:
+def _assemble(found: dict[str, list[str]], nouns: list[str]) -> Attributes:
     accents, patterns = _dedup(found["accents"]), list(dict.fromkeys(found["patterns"]))
     for colour in dict.fromkeys(found["accent_colours"]):
         if patterns:  # an accent colour given in its own field pairs with the first free pattern
-            p = patterns.pop(0)
-            noun = p in words("pattern_nouns") or p == "polka dots"
-            accents.append(f"{colour} {p if noun else p + ' pattern'}")
+            accents.append(f"{colour} {patterns.pop(0)}")
         else:
-            accents.append(f"{colour} accents")
+            found["colours"].append(colour)
     in_accents = {stem(w) for a in accents for w in a.split()}
-    colours = [c for c in dict.fromkeys(found["colours"]) if stem(c) not in in_accents or c == found["colours"][0]]
+    first = found["colours"][:1]
+    colours = [c for c in dict.fromkeys(found["colours"]) if stem(c) not in in_accents or c in first]
     return Attributes(
         colours=tuple(colours), accents=tuple(accents),
         patterns=tuple(p for p in patterns if not {stem(w) for w in p.split()} <= in_accents),
         materials=tuple(dict.fromkeys(found["materials"])), shapes=tuple(dict.fromkeys(found["shapes"])),
-        leftovers=tuple(dict.fromkeys(leftovers)))
+        nouns=tuple(nouns))

@@ -1,13 +1,24 @@
-"""The offline backend: deterministic Summarizer, Evaluator and Refiner over the lexicons, using only
-words from the product's own metadata."""
+"""The offline backend: deterministic Summarizer, Evaluator and Refiner that use only words from the
+product's own metadata and never pad: a query says what the metadata shows, and a short one stays
+short (the word window is a target the guards report, not a reason to invent)."""
 from __future__ import annotations
 
-from curation.refinement.attributes import extract_attributes
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from curation.refinement.attributes import Attributes, extract_attributes, fragments
 from curation.refinement.guards import UNGROUNDED, Problem, Window, check_guards, non_visual_hits
 from curation.refinement.lexicon import words
 from curation.refinement.loop import Closing
 from curation.refinement.product import Product
 from curation.refinement.text import tokens
+
+
+@dataclass(frozen=True)
+class RulesParams:
+    common_type_share: float = 0.25  # a title word in this share of product types (>= 3) is catalog filler
+    max_nouns: int = 4               # unlisted title words kept per query
 
 
 class RulesBackend(Closing):
@@ -16,68 +27,72 @@ class RulesBackend(Closing):
     name = "rules"
     deterministic = True
 
-    def __init__(self, window: Window):
-        self.window = window
+    def __init__(self, window: Window, params: RulesParams = RulesParams()):
+        self.window, self.params = window, params
+        self.common: frozenset[str] = frozenset()
+
+    def adopt(self, products: Iterable[Product]) -> None:
+        """Learn the catalog's filler: title words spread over many product types ("daily", "deluxe")."""
+        self.common = common_words(products, self.params.common_type_share)
 
     def summarize(self, product: Product) -> str:
-        core, info, _ = self._plan(product)
-        return self._fill([core], info, target=self.window.max_words)
+        return self._trim(phrases(self._attributes(product), product.product_type))
 
     def evaluate(self, product: Product, query: str) -> list[Problem]:
         return check_guards(query, product.product_type, product.index, self.window)
 
     def refine(self, product: Product, query: str, problems: list[Problem | str]) -> str:
-        """Drop flagged words, trim the lowest-priority phrases, then pad with grounded ones."""
+        """Drop flagged words, put the type back if it went missing, trim to max_words. Never pads."""
         bad = set(tokens(" ".join(non_visual_hits(query))))
         bad |= {p.detail for p in problems if isinstance(p, Problem) and p.kind == UNGROUNDED}
         segments = [" ".join(w for w in seg.split() if not bad.intersection(tokens(w)))
                     for seg in query.split(", ")]
         segments = [seg for seg in segments if seg]
         if not segments or not set(tokens(product.product_type)) <= set(tokens(segments[0])):
-            segments.insert(0, product.product_type)
-        while len(segments) > 1 and _count(segments) > self.window.max_words:
-            segments.pop()  # the last phrases carry the lowest-priority attributes
-        _, info, padding = self._plan(product)
-        return self._fill(segments, [*info, *padding], target=self.window.min_words)
+            segments.insert(0, " ".join(tokens(product.product_type)))
+        return self._trim(segments)
 
-    def _fill(self, segments: list[str], phrases: list[str], target: int) -> str:
-        """Append phrases not yet said, in order, until `target` words; never past max_words."""
+    def _attributes(self, product: Product) -> Attributes:
+        return extract_attributes(product.sources(), ignore=self.common, max_nouns=self.params.max_nouns,
+                                  product_type=product.product_type)
+
+    def _trim(self, segments: list[str]) -> str:
+        """Drop the last (lowest-priority) phrases past max_words, then cut the first if still too long."""
         segments = list(segments)
-        for phrase in phrases:
-            if _count(segments) >= target:
-                break
-            if phrase not in ", ".join(segments) and _count([*segments, phrase]) <= self.window.max_words:
-                segments.append(phrase)
+        while len(segments) > 1 and _count(segments) > self.window.max_words:
+            segments.pop()
+        if _count(segments) > self.window.max_words:
+            segments = [" ".join(segments[0].split()[-self.window.max_words:])]  # the type ends the core
         return ", ".join(segments)
 
-    def _plan(self, product: Product) -> tuple[str, list[str], list[str]]:
-        """(core phrase, informative phrases, padding phrases) for one product."""
-        a = extract_attributes(product.sources())
-        shape_adj = [s for s in a.shapes if s not in words("shape_nouns")]
-        shape_noun = [s for s in a.shapes if s in words("shape_nouns")]
-        lead_pattern = a.patterns[:1] if not a.accents else []
-        lead = [*shape_adj[:1], *lead_pattern, *a.colours[:1], *a.materials[:1], *shape_noun[:1],
-                product.product_type]
-        core = " ".join(dict.fromkeys(lead)) + (f" with {a.accents[0]}" if a.accents else "")
-        info = [*(f"with {x}" for x in a.accents[1:]), *(f"{s} silhouette" for s in shape_adj[1:]),
-                *(f"{s} shape" for s in shape_noun[1:]), *(f"{p} design" for p in a.patterns[len(lead_pattern):]),
-                *(f"{m} finish" for m in a.materials[1:]), *(f"{c} details" for c in a.colours[1:])]
-        accent_colour = [_colour_part(x) for x in a.accents[:1] if _colour_part(x)]
-        restate = [*(f"{c} colour" for c in a.colours[:1]), *(f"{c} accents" for c in accent_colour),
-                   *(f"{s} silhouette" for s in shape_adj[:1]), *(f"{p} design" for p in lead_pattern),
-                   *(f"{m} look" for m in a.materials[:1]), *(f"{s} shape" for s in shape_noun[:1])]
-        type_words = set(tokens(product.product_type))
-        leftovers = [f"{w} style" for w in a.leftovers if w not in type_words]
-        return core, info, restate + leftovers
+
+def phrases(a: Attributes, product_type: str) -> list[str]:
+    """Core phrase ("round red striped brass violin lamp with gold trim"), then the other attributes."""
+    shape_adj = [s for s in a.shapes if s not in words("shape_nouns")]
+    shape_noun = [s for s in a.shapes if s in words("shape_nouns")]
+    lead_pattern = a.patterns[:1] if not a.accents else []
+    type_words = tokens(product_type)
+    nouns = [n for n in a.nouns if n not in type_words]
+    lead = [*shape_adj[:1], *lead_pattern, *a.colours[:1], *a.materials[:1], *nouns, *shape_noun[:1],
+            " ".join(type_words)]
+    core = " ".join(dict.fromkeys(lead)) + (f" with {a.accents[0]}" if a.accents else "")
+    rest = [*(f"with {x}" for x in a.accents[1:]), *shape_adj[1:], *shape_noun[1:],
+            *a.patterns[len(lead_pattern):], *a.materials[1:], *a.colours[1:]]
+    return [core, *rest]
+
+
+def common_words(products: Iterable[Product], share: float, min_types: int = 3) -> frozenset[str]:
+    """Title words found under at least max(min_types, share x #types) product types."""
+    types_of: dict[str, set[str]] = defaultdict(set)
+    all_types: set[str] = set()
+    for p in products:
+        all_types.add(p.product_type)
+        for toks in fragments(p.title):
+            for t in toks:
+                types_of[t].add(p.product_type)
+    need = max(min_types, share * len(all_types))
+    return frozenset(w for w, ts in types_of.items() if len(ts) >= need)
 
 
 def _count(segments: list[str]) -> int:
     return sum(len(s.split()) for s in segments)
-
-
-def _colour_part(phrase: str) -> str:
-    """"dark green stripes" -> "dark green"."""
-    parts = phrase.split()
-    shades = words("colours") | words("colour_modifiers")
-    n = next((i for i, w in enumerate(parts) if w not in shades), len(parts))
-    return " ".join(parts[:n])

@@ -57,6 +57,24 @@ def test_pipeline_read_the_pointed_catalog(project, other_catalog):
     assert len(quarantine) >= 1 and quarantine["reason"].str.len().min() > 5
 
 
+def test_empty_and_mixed_descriptions_keep_their_visual_words(project, other_catalog):
+    """About 5% of the catalog has an empty description and 5% mixes selling and visual words in every
+    sentence: the run went through (fixture) and their queries keep what their text states."""
+    truth = pd.read_csv(other_catalog / "ground_truth/products.csv", dtype=str, keep_default_na=False)
+    kinds = truth.loc[truth["broken"] == "", "description_kind"].value_counts(normalize=True)
+    assert 0.02 <= kinds["empty"] <= 0.1 and 0.02 <= kinds["mixed"] <= 0.1, kinds
+    quality = json.loads((project / "metrics/quality.json").read_text())
+    assert quality["ground_truth"] is True and quality["refinement"]["hallucinated_words"] <= 0.02
+    kept = quality["refinement"]["attributes_kept_by_kind"]
+    assert kept["empty"] >= 0.8 and kept["mixed"] >= 0.8, kept
+    queries = pd.read_parquet(project / "data/refine/queries.parquet").merge(truth, on="product_id")
+    hard = queries[queries["description_kind"].isin(["empty", "mixed"])]
+    for r in hard.itertuples():
+        stated = [getattr(r, f"{a}_text") for a in ("colour", "accent", "pattern", "variant")]
+        stated = [w for phrase in stated for w in phrase.split() if phrase]
+        assert not stated or set(stated) & set(r.query.replace(",", " ").split()), (r.product_id, r.query)
+
+
 def test_metrics_contract(project):
     metrics = json.loads((project / "metrics/retrieval.json").read_text())
     assert set(metrics) == VARIANTS

@@ -4,24 +4,33 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+from collections import Counter
 from pathlib import Path
 
 import imagehash
 import pytest
 from PIL import Image
 
-from demo_catalog.demo import DemoParams, build_catalog, main
+import demo_catalog.demo as demo_module
+import demo_catalog.text as text_module
+from demo_catalog.demo import DemoParams, build_catalog, catalog_rows, main, plan, truth_rows
 from demo_catalog.draw import COLOURS, TYPES, VARIANTS
+from demo_catalog.lexicon import COLOUR_NAMES, MISSPELL, PATTERN_ADJ, PATTERN_NOUNS, VARIANT_NAMES, has_phrase, tokens
 from vlclip.params import load_params, section
 
 PARAMS = DemoParams(seed=3, n_products=40, image_size=192, duplicate_rate=0.1, n_broken=4)
+# Text tests need no image; many broken rows put blank titles (whose attributes go unsaid) in the sample.
+TEXT_PARAMS = DemoParams(seed=11, n_products=400, image_size=64, duplicate_rate=0.03, n_broken=30)
+ATTRS = ("colour", "accent", "pattern", "variant")
 PATTERN_WORDS = {"striped": {"striped", "stripe", "stripes"}, "dotted": {"dotted", "dots", "dot"},
                  "checked": {"checked", "check", "checks"}, "solid": {"solid", "plain"}}
 # Commerce boilerplate every description carries besides care / feel / spec lines.
-NOISE = re.compile(r"(?i)shipping|ships|returns|warranty|best seller|gift|stock|money back|imported|rated|"
-                   r"collection|sku|item no|support|price match")
+NOISE = re.compile(r"(?i)shipp?ing|ships|returns|warranty|best seller|gift|stock|money back|imported|rated|"
+                   r"coll?ection|sku|item no|support|price match|screen|placement")
 CARE = re.compile(r"(?i)wash|dry|breathable|soft|fabric|size|fit|comfort|cotton|dishwasher|wipe|clean|assembly|"
                   r"bulb|holds|capacity|dimensions|finished|lead-free|insole|wrinkle")
+# Every sentence of a "mixed" description sells as well as describes.
+SELLING = re.compile(r"(?i)free|loved|stock|order|grab|bestselling|ships|gift|deliv|fast")
 
 
 def _read(path: Path) -> list[dict]:
@@ -41,6 +50,27 @@ def built(tmp_path_factory):
     truth = {r["product_id"]: r for r in _read(out / "ground_truth" / "products.csv")}
     catalog = {r["product_id"]: r for r in _read(out / "catalog.csv")}
     return out, summary, catalog, truth, _read(out / "queries.csv")
+
+
+@pytest.fixture(scope="module")
+def texts():
+    """Text and truth of a 400-product catalog, without drawing a single image."""
+    rows = plan(TEXT_PARAMS)
+    catalog = catalog_rows(rows, TEXT_PARAMS)
+    return catalog, truth_rows(rows)
+
+
+def _words(row: dict) -> list[str]:
+    return tokens(row["title"]) + ["|"] + tokens(row["description"]) + ["|"] + tokens(row["colour"])
+
+
+def _names(gt: dict, attr: str) -> tuple[str, ...]:
+    """Every name the demo lexicon has for the product's value of `attr` (the canonical word first)."""
+    if attr in ("colour", "accent"):
+        return COLOUR_NAMES.get(gt[attr], ())
+    if attr == "pattern":
+        return PATTERN_ADJ[gt["pattern"]] + PATTERN_NOUNS[gt["pattern"]]
+    return VARIANT_NAMES[(gt["product_type"], gt["variant"])]
 
 
 def test_params_section_matches_dataclass():
@@ -154,25 +184,98 @@ def test_duplicates_are_near_copies_with_reworded_text(built):
         a, b = (imagehash.phash(Image.open(out / "images" / f"{p}.jpg")) for p in (pid, src))
         assert a - b <= 8, f"{pid} is {a - b} pHash bits from its original {src}"
         assert (out / "images" / f"{pid}.jpg").read_bytes() != (out / "images" / f"{src}.jpg").read_bytes()
-        assert catalog[pid]["description"] != catalog[src]["description"]
+        assert (catalog[pid]["title"], catalog[pid]["description"]) != \
+            (catalog[src]["title"], catalog[src]["description"])
 
 
-def test_text_is_noisy_but_states_every_visual_attribute(built):
-    _, _, catalog, truth, _ = built
-    html = 0
-    for pid, row in catalog.items():
-        desc = row["description"]
-        assert NOISE.search(desc) and CARE.search(desc), f"{pid}: no non-visual noise in {desc!r}"
-        html += bool(re.search(r"<(p|li|br|div)>|&amp;|&nbsp;", desc))
-        gt = truth[pid]
-        words = set(re.findall(r"[a-z]+", f"{row['title']} {desc} {row['colour']}".lower()))
-        assert gt["colour"] in words and gt["variant"] in words, pid
-        assert words & PATTERN_WORDS[gt["pattern"]], pid
-        assert not gt["accent"] or gt["accent"] in words, pid
-    assert html > len(catalog) // 2
-    with_colour = sum(truth[pid]["colour"] in r["title"].lower() for pid, r in catalog.items())
-    assert 0 < with_colour < len(catalog), "the colour should be in only some titles"
-    assert len({r["title"] for r in catalog.values()}) > len(catalog) * 0.8
+def _sentences(desc: str) -> list[str]:
+    text = re.sub(r"<[^>]+>", "\n", desc.replace("<b>Details</b>:", "")).replace("&nbsp;", " ")
+    return [s.strip() for s in re.split(r"\n| \| |(?<=[.!?])\s+", text) if s.strip()]
+
+
+def test_normal_descriptions_are_noisy_html(texts):
+    catalog, truth = texts
+    normal = [row for row, gt in zip(catalog, truth) if gt["description_kind"] == "normal"]
+    for row in normal:
+        assert NOISE.search(row["description"]) and CARE.search(row["description"]), row
+    assert sum(bool(re.search(r"<(p|li|br|div)>|&amp;|&nbsp;", r["description"])) for r in normal) > len(normal) // 2
+    assert len({r["title"] for r in catalog}) > len(catalog) * 0.9
+
+
+def test_truth_phrases_occur_in_the_text_and_unsaid_attributes_are_absent(texts):
+    catalog, truth = texts
+    for row, gt in zip(catalog, truth):
+        words, title_desc = _words(row), tokens(row["title"]) + ["|"] + tokens(row["description"])
+        for attr in ATTRS:
+            phrase, names = gt[f"{attr}_text"], _names(gt, attr)
+            if not gt[attr]:
+                assert phrase == "", f"{row['product_id']}: no {attr}, yet text {phrase!r}"
+            elif phrase:  # a real name of the true value, in the text, and the only one title + description use
+                assert phrase in names and has_phrase(words, phrase), (row["product_id"], attr, phrase)
+                used = [n for n in names if has_phrase(title_desc, n)]
+                assert all(has_phrase(tokens(phrase), n) or has_phrase(tokens(n), phrase) for n in used), used
+            else:
+                leaked = [n for n in names if has_phrase(words, n)]
+                assert leaked == [], f"{row['product_id']}: image-only {attr}={gt[attr]} is named as {leaked}"
+    patterned = [gt for gt in truth if gt["accent"]]
+    for attr, rows in (("colour", truth), ("pattern", truth), ("variant", truth), ("accent", patterned)):
+        unsaid = sum(not gt[f"{attr}_text"] for gt in rows) / len(rows)
+        assert {"colour": 0.05 < unsaid < 0.2, "pattern": 0.05 < unsaid < 0.2, "variant": 0 < unsaid < 0.12,
+                "accent": 0.15 < unsaid < 0.4}[attr], f"{attr} stated nowhere on {unsaid:.2f} of products"
+    column_only = sum(bool(gt["colour_text"]) and not has_phrase(tokens(r["title"] + " " + r["description"]),
+                                                                 gt["colour_text"]) for r, gt in zip(catalog, truth))
+    assert 0.05 < column_only / len(truth) < 0.2, "the colour should sometimes be in the colour column alone"
+    shades = [gt["colour_text"] for gt in truth if gt["colour_text"]]
+    assert 0.3 < sum(s in COLOURS for s in shades) / len(shades) < 0.65, "canonical colour names should be a minority"
+    assert len(set(shades) - set(COLOURS)) >= 25, "colours should go by many shade names"
+    patterns = {gt["pattern_text"] for gt in truth} - {"", "striped", "dotted", "checked", "solid"}
+    assert len(patterns) >= 12, f"pattern surfaces {patterns}"
+
+
+def test_description_kinds_come_at_their_rates_and_read_as_their_kind(texts):
+    catalog, truth = texts
+    counts = Counter(gt["description_kind"] for gt in truth)
+    for kind, share in {"normal": 0.8, "thin": 0.1, "empty": 0.05, "mixed": 0.05}.items():
+        tolerance = 3 * (share * (1 - share) / len(truth)) ** 0.5
+        assert abs(counts[kind] / len(truth) - share) < tolerance, f"{kind}: {counts[kind]} of {len(truth)}"
+    for row, gt in zip(catalog, truth):
+        desc, kind = row["description"], gt["description_kind"]
+        said = [gt[f"{a}_text"] for a in ATTRS if gt[f"{a}_text"]]
+        if kind == "empty":
+            assert desc == "", row
+        elif kind == "thin":
+            assert "<" not in desc and len(desc) <= 70 and len(_sentences(desc)) == 1, desc
+            one = [gt[f"{a}_text"] for a in ("colour", "pattern", "variant")]  # an accent goes with its pattern
+            assert sum(has_phrase(tokens(desc), p) for p in one if p) <= 1, desc
+        elif kind == "mixed":
+            for sentence in _sentences(desc):
+                assert any(has_phrase(tokens(sentence), p) for p in said), f"no visual word: {sentence!r}"
+                assert SELLING.search(sentence), f"no marketing: {sentence!r}"
+
+
+def test_titles_carry_marketplace_noise(texts):
+    catalog, _ = texts
+    titles = [r["title"] for r in catalog if r["title"]]
+    share = lambda pattern: sum(bool(re.search(pattern, t)) for t in titles) / len(titles)  # noqa: E731
+    assert 0.04 < sum(t.isupper() for t in titles) / len(titles) < 0.2, "some titles should be ALL CAPS"
+    assert 0.1 < share(r"^[\[【(*]|^NEW ARRIVAL") < 0.35, "some titles should open with a promotion"
+    assert share(r"\b[A-Z]{2}-\d{4}\b") > 0.1, "model codes"
+    assert 0.05 < share(r"(, [a-z ]+){4}$") < 0.25, "some titles should end in a tag list"
+    assert share(r"[^\x00-\x7f®【】]") > 0.05, "brands with non-ASCII letters"
+    typos = {bad for bads in MISSPELL.values() for bad in bads}
+    assert sum(bool(typos & set(tokens(r["title"] + " " + r["description"]))) for r in catalog) > 20
+
+
+def test_text_draws_never_move_an_image(built, tmp_path, monkeypatch):
+    """Text has its own random stream: wholly other text leaves every image byte-identical."""
+    def other_text(look, rng):
+        rng.uniform(size=999)
+        return {"brand": "B", "title": "t", "description": "", "colour": ""}, text_module.plan_wording(look, rng)
+    monkeypatch.setattr(demo_module, "product_text", other_text)
+    build_catalog(PARAMS, tmp_path, log=lambda _msg: None)
+    images = {k: v for k, v in _digest(tmp_path).items() if k.startswith("images/")}
+    assert images == {k: v for k, v in _digest(built[0]).items() if k.startswith("images/")}
+    assert _read(tmp_path / "catalog.csv")[0]["title"] in ("t", "")
 
 
 def test_main_reads_params_and_applies_overrides(tmp_path, capsys):
