@@ -10,7 +10,7 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
 from vlclip.params import load_params, section
 
@@ -24,8 +24,8 @@ class DedupParams:
 
 
 def phash_bits(path: str, hash_size: int) -> np.ndarray:
-    with Image.open(path) as im:
-        return imagehash.phash(im.convert("RGB"), hash_size=hash_size).hash.flatten()
+    with Image.open(path) as im:  # upright as a viewer shows it: EXIF orientation applied
+        return imagehash.phash(ImageOps.exif_transpose(im).convert("RGB"), hash_size=hash_size).hash.flatten()
 
 
 def duplicate_groups(bits: np.ndarray, max_distance: int, chunk: int = 1024) -> np.ndarray:
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     new_paths = []
     for pid, src in zip(kept["product_id"], kept["image_path"]):
         dst = out / "images" / f"{_safe(pid)}.jpg"
-        with Image.open(src) as im:  # normalised to RGB JPEG so every later stage reads one format
-            im.convert("RGB").save(dst, quality=95)
+        with Image.open(src) as im:  # normalised to an upright RGB JPEG so every later stage reads one format
+            ImageOps.exif_transpose(im).convert("RGB").save(dst, quality=95)
         new_paths.append(str(dst))
     kept["image_path"] = new_paths
     kept.to_parquet(out / "products.parquet", index=False)

@@ -1,8 +1,17 @@
-"""ingest: read a catalog in the contract format, quarantine broken rows with their reason, split by product id."""
+"""ingest: read a catalog in the contract format, quarantine broken rows with their reason, split by product id.
+
+Every row-level defect is a quarantine row (the line in the catalog file, product_id, field, reason):
+malformed CSV/JSONL lines, empty or over-long fields, control characters (NUL cuts strings elsewhere),
+a product type with no letter or digit, duplicate ids, image paths that resolve (after symlinks)
+outside the catalog directory and `extra_roots`, and images that are missing, undecodable, animated,
+too small or above the decoded-pixel cap (read from the header, before decoding)."""
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +22,7 @@ from vlclip.params import load_params, section
 
 REQUIRED = ("product_id", "product_type", "title", "description", "image_path")
 CATALOG_FILES = ("catalog.csv", "catalog.parquet", "catalog.jsonl")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls but tab, newline, carriage return
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,10 @@ class Split:
 class IngestParams:
     split: Split
     min_image_side: int = 16
+    max_pixels: int = 40_000_000           # decoded width x height, read from the header before decoding
+    max_id_chars: int = 128
+    max_field_chars: int = 100_000
+    extra_roots: tuple[str, ...] = ()      # directories outside the catalog that image paths may point into
 
 
 def find_catalog(directory: Path) -> Path:
@@ -35,44 +49,113 @@ def find_catalog(directory: Path) -> Path:
     raise FileNotFoundError(f"{directory}: no catalog file; expected one of {', '.join(CATALOG_FILES)}")
 
 
-def read_catalog(path: Path) -> pd.DataFrame:
-    """Every column as a string so ids like 00123 keep their zeros; missing values become ''."""
+def _records(path: Path) -> tuple[list[str], list[tuple[int, dict | None, str]]]:
+    """-> (columns, [(line, record or None, why it is malformed)]); lines count from 1 in the file."""
     if path.suffix == ".csv":
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    elif path.suffix == ".parquet":
-        df = pd.read_parquet(path).astype(str)
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            out, line = [], reader.line_num + 1
+            for fields in reader:
+                bad = "" if len(fields) == len(header) else \
+                    f"malformed CSV line: {len(fields)} fields, the header has {len(header)}"
+                out.append((line, None if bad else dict(zip(header, fields)), bad))
+                line = reader.line_num + 1
+            return header, out
+    out, columns = [], {}
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        for line, text in enumerate(fh, 1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+                columns |= dict.fromkeys(record)
+                out.append((line, record, ""))
+            except ValueError as exc:
+                out.append((line, None, f"malformed JSON line: {exc}"[:200]))
+    return list(columns), out
+
+
+def read_catalog(path: Path) -> pd.DataFrame:
+    """Every column as a string so ids like 00123 keep their zeros; missing values become ''. Two
+    columns are added: `_line` (the row's line in the file, its position in a parquet file) and
+    `_malformed` (why a line could not be read as a row, else '')."""
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path).astype(str).assign(_malformed="")
+        df.insert(0, "_line", range(1, len(df) + 1))
     else:
-        df = pd.read_json(path, lines=True, dtype=False).astype(str)
+        columns, rows = _records(path)
+        df = pd.DataFrame([{**(r or {}), "_line": line, "_malformed": bad} for line, r, bad in rows],
+                          columns=[*columns, "_line", "_malformed"]).fillna("")
+        df[columns] = df[columns].astype(str)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing required column(s) {missing}; found {list(df.columns)}")
+        raise ValueError(f"{path}: missing required column(s) {missing}; found {list(df.columns[:-2])}")
     return df.replace({"nan": "", "None": ""})
 
 
-def check_image(path: Path, min_side: int) -> str:
-    """'' when the file is a decodable image of usable size, else the reason."""
+def check_image(path: Path, min_side: int, max_pixels: int = 40_000_000) -> str:
+    """'' when the file is a decodable still image of usable size, else the reason. The pixel cap is
+    checked on the header's size, before anything is decoded."""
     if not path.is_file():
         return f"image file not found: {path}"
     try:
         with Image.open(path) as im:
-            im.load()  # verify() misses truncated files; a full decode does not
             w, h = im.size
+            if w * h > max_pixels:
+                return f"image too large: {w}x{h} = {w * h} pixels (max {max_pixels})"
+            if getattr(im, "n_frames", 1) > 1:
+                return f"animated image ({im.n_frames} frames)"
+            im.load()  # verify() misses truncated files; a full decode does not
     except Exception as exc:  # Pillow raises several types for bad bytes
-        return f"image not decodable: {type(exc).__name__}: {exc}"
+        return f"image not decodable: {type(exc).__name__}: {exc}"[:300]
     if min(w, h) < min_side:
         return f"image too small: {w}x{h} (min side {min_side})"
     return ""
 
 
-def row_problem(row: pd.Series, base: Path, seen: set[str], min_side: int) -> tuple[str, str]:
+def _text_problem(row: pd.Series, params: IngestParams) -> tuple[str, str]:
+    for field, value in row.items():
+        if str(field).startswith("_"):
+            continue
+        value = str(value)
+        if CONTROL.search(value):
+            return str(field), f"control character in {field} (NUL or another C0 code)"
+        cap = params.max_id_chars if field in ("product_id", "product_type") else params.max_field_chars
+        if len(value) > cap:
+            return str(field), f"{field} too long: {len(value)} characters (max {cap})"
+    if not re.search(r"[^\W_]", str(row["product_type"])):
+        return "product_type", f"product type {row['product_type']!r} has no letter or digit"
+    return "", ""
+
+
+def resolve_image(value: str, base: Path, roots: list[Path]) -> tuple[Path, str]:
+    """-> (the real path, '' or why it may not be read): after symlinks, inside the catalog directory or
+    one of the extra roots."""
+    path = Path(value)
+    real = (path if path.is_absolute() else base / path).resolve()
+    if not any(real.is_relative_to(r) for r in roots):
+        return real, f"image path resolves outside the catalog directory: {value}"[:300]
+    return real, ""
+
+
+def row_problem(row: pd.Series, base: Path, seen: set[str], params: IngestParams) -> tuple[str, str]:
     """-> (field, reason) of the first problem in a row, or ('', '')."""
+    if row.get("_malformed"):
+        return "row", row["_malformed"]
     for field in ("product_id", "product_type", "title", "image_path"):
         if not str(row[field]).strip():
             return field, f"empty {field}"
+    field, reason = _text_problem(row, params)
+    if reason:
+        return field, reason
     if row["product_id"] in seen:
         return "product_id", f"duplicate product_id {row['product_id']!r}"
-    path = Path(row["image_path"])
-    reason = check_image(path if path.is_absolute() else base / path, min_side)
+    roots = [base.resolve(), *(Path(r).resolve() for r in params.extra_roots)]
+    path, reason = resolve_image(row["image_path"], base, roots)
+    reason = reason or check_image(path, params.min_image_side, params.max_pixels)
     return ("image_path", reason) if reason else ("", "")
 
 
@@ -83,20 +166,22 @@ def split_of(product_id: str, split: Split) -> str:
 
 
 def ingest(df: pd.DataFrame, base: Path, params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> (clean products, quarantine rows with row number, product_id, field, reason)."""
+    """-> (clean products, quarantine rows: row (the line in the catalog file), product_id, field, reason)."""
     keep, bad, seen = [], [], set()
     df = df.assign(product_id=df["product_id"].str.strip(),
                    product_type=df["product_type"].str.strip().str.lower())
-    for i, row in df.iterrows():
-        field, reason = row_problem(row, base, seen, params.min_image_side)
+    if "_line" not in df:
+        df = df.assign(_line=range(1, len(df) + 1), _malformed="")
+    for _, row in df.iterrows():
+        field, reason = row_problem(row, base, seen, params)
         if reason:
-            bad.append({"row": int(i) + 1, "product_id": row["product_id"], "field": field,
-                        "reason": reason})
+            bad.append({"row": int(row["_line"]), "product_id": str(row["product_id"])[:params.max_id_chars],
+                        "field": field, "reason": reason})
             continue
         seen.add(row["product_id"])
-        path = Path(row["image_path"])
-        keep.append({**row.to_dict(), "image_path": str((path if path.is_absolute() else base / path).resolve())})
-    products = pd.DataFrame(keep, columns=list(df.columns))
+        keep.append({**row.to_dict(), "image_path": str(resolve_image(row["image_path"], base, [Path("/")])[0])})
+    columns = [c for c in df.columns if not c.startswith("_")]
+    products = pd.DataFrame(keep, columns=list(df.columns))[columns]
     products["split"] = [split_of(p, params.split) for p in products["product_id"]]
     quarantine = pd.DataFrame(bad, columns=["row", "product_id", "field", "reason"])
     return products.reset_index(drop=True), quarantine

@@ -164,7 +164,7 @@ def _is_colour_field(name: str) -> bool:
 
 def _is_noun(word: str) -> bool:
     letters = word.replace("-", "").replace("'", "")
-    return len(letters) >= 3 and letters.isalpha() and word not in _listed() and not non_visual_hits(word)
+    return 3 <= len(letters) <= 30 and letters.isalpha() and word not in _listed() and not non_visual_hits(word)
 
 
 def _dedup(phrases: list[str]) -> list[str]:

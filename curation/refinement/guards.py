@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from curation.refinement.lexicon import lines, words
 from curation.refinement.text import stem, tokens
 
-# Code-like tokens (SKUs, model numbers, sizes such as "XL-42"): anything holding a digit.
-CODE_PATTERN = r"\S*\d\S*"
+# Code-like tokens (SKUs, model numbers, sizes such as "XL-42"): anything holding a digit. Anchored
+# at a token's start, so a long unbroken string costs linear, not quadratic, time.
+CODE_PATTERN = r"(?<!\S)\S*\d\S*"
 
 TOO_SHORT, TOO_LONG, NON_VISUAL, UNGROUNDED, TYPE_MISSING = (
     "too_short", "too_long", "non_visual", "ungrounded", "type_missing")

@@ -34,15 +34,89 @@ def catalog(tmp_path):
 def test_ingest_quarantines_each_broken_row_with_its_reason(catalog):
     products, quarantine = ingest(read_catalog(find_catalog(catalog)), catalog, PARAMS)
     assert sorted(products["product_id"]) == ["p0", "p1", "p7"]
-    reasons = dict(zip(quarantine["row"], quarantine["reason"]))
-    assert reasons[3] == "empty title"
-    assert "duplicate product_id" in reasons[4]
-    assert "not found" in reasons[5]
-    assert "not decodable" in reasons[6]
-    assert "too small" in reasons[7]
+    reasons = dict(zip(quarantine["row"], quarantine["reason"]))  # rows are lines of the file (header: 1)
+    assert reasons[4] == "empty title"
+    assert "duplicate product_id" in reasons[5]
+    assert "not found" in reasons[6]
+    assert "not decodable" in reasons[7]
+    assert "too small" in reasons[8]
     assert set(quarantine["field"]) == {"title", "product_id", "image_path"}
     assert products.loc[products["product_id"] == "p0", "product_type"].item() == "dress"
     assert all(p.startswith("/") for p in products["image_path"])  # relative paths resolved
+
+
+def _hostile(root):
+    """Valid rows around every row-level defect ingest must quarantine, each with its reason."""
+    (root / "img").mkdir()
+    outside = root.parent / f"{root.name}-outside"
+    outside.mkdir()
+    _image(outside / "secret.jpg", 9)
+    (root / "img" / "link.jpg").symlink_to(outside / "secret.jpg")
+    for i in range(3):
+        _image(root / "img" / f"ok{i}.jpg", i)
+    frames = [Image.new("RGB", (32, 32), c) for c in ("red", "blue")]
+    frames[0].save(root / "img" / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.new("L", (3000, 3000)).save(root / "img" / "huge.png")
+    lines = ["product_id,product_type,title,description,image_path",
+             "ok0,mug,Red mug,,img/ok0.jpg",
+             'bad1,mug,"Too, many",fields,img/ok1.jpg,extra',
+             "bad2,mug,Nul\x00cut,,img/ok1.jpg",
+             f"{'x' * 300},mug,Long id,,img/ok1.jpg",
+             "bad4,!!!,No letters,,img/ok1.jpg",
+             f"bad5,mug,Traversal,,../{outside.name}/secret.jpg",
+             f"bad6,mug,Absolute outside,,{outside / 'secret.jpg'}",
+             "bad7,mug,Symlink out,,img/link.jpg",
+             "bad8,mug,Animated,,img/anim.gif",
+             "bad9,mug,Too many pixels,,img/huge.png",
+             "ok1,lamp,Lamp,,img/ok1.jpg",
+             "ok2,lamp,Lamp,,img/ok2.jpg"]
+    (root / "catalog.csv").write_text("\r\n".join(lines).replace("\\x00", "\x00") + "\r\n", encoding="utf-8-sig")
+    return outside
+
+
+def test_ingest_quarantines_hostile_rows_and_keeps_every_valid_one(tmp_path):
+    root = tmp_path / "cat"
+    root.mkdir()
+    _hostile(root)
+    params = IngestParams(split=Split(0.8, 0.1, 0.1), max_pixels=4_000_000)
+    products, quarantine = ingest(read_catalog(find_catalog(root)), root, params)
+    assert sorted(products["product_id"]) == ["ok0", "ok1", "ok2"]
+    assert not any(c.startswith("_") for c in products.columns)
+    why = dict(zip(quarantine["row"], quarantine["reason"]))
+    assert list(why) == list(range(3, 12))  # the file's lines: header 1, ok0 2
+    expected = ["malformed CSV line", "control character", "product_id too long", "no letter or digit",
+                "outside the catalog", "outside the catalog", "outside the catalog", "animated", "too large"]
+    assert [e in r for e, r in zip(expected, why.values())] == [True] * 9, why
+    assert quarantine["product_id"].str.len().max() <= params.max_id_chars
+    allowed = IngestParams(split=Split(0.8, 0.1, 0.1), extra_roots=(str(tmp_path / "cat-outside"),))
+    kept, _ = ingest(read_catalog(find_catalog(root)), root, allowed)
+    assert {"bad5", "bad6", "bad7"} <= set(kept["product_id"])  # an allow-listed root may be read
+
+
+def test_malformed_jsonl_lines_are_quarantined_by_line(tmp_path):
+    _image(tmp_path / "a.jpg", 1)
+    row = '{"product_id": "a", "product_type": "mug", "title": "t", "description": "", "image_path": "a.jpg"}'
+    other = row.replace('"a"', '"b"', 1)
+    (tmp_path / "catalog.jsonl").write_text(f"{row}\n{{broken\n[1, 2]\n{other}\n")
+    products, quarantine = ingest(read_catalog(tmp_path / "catalog.jsonl"), tmp_path, PARAMS)
+    assert products["product_id"].tolist() == ["a", "b"]
+    assert quarantine["row"].tolist() == [2, 3] and quarantine["reason"].str.startswith("malformed JSON").all()
+
+
+def test_dedup_stores_exif_rotated_images_upright(tmp_path):
+    from curation.dedup import main as dedup_main
+
+    im = Image.new("RGB", (60, 30), "red")
+    exif = im.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    im.save(tmp_path / "r.jpg", exif=exif)
+    pd.DataFrame({"product_id": ["r"], "split": ["train"], "image_path": [str(tmp_path / "r.jpg")]}).to_parquet(
+        tmp_path / "p.parquet")
+    (tmp_path / "params.yaml").write_text("dedup: {hash_size: 8, max_distance: 8}\n")
+    dedup_main(["--params", str(tmp_path / "params.yaml"), "--products", str(tmp_path / "p.parquet"),
+                "--out", str(tmp_path / "out")])
+    with Image.open(tmp_path / "out" / "images" / "r.jpg") as stored:
+        assert stored.size == (30, 60)
 
 
 def test_missing_column_is_named(tmp_path):
@@ -53,10 +127,14 @@ def test_missing_column_is_named(tmp_path):
 
 def test_jsonl_and_parquet_read_the_same(catalog):
     df = read_catalog(catalog / "catalog.csv")
-    df.to_json(catalog / "c.jsonl", orient="records", lines=True)
-    df.to_parquet(catalog / "c.parquet")
-    pd.testing.assert_frame_equal(read_catalog(catalog / "c.jsonl"), df)
-    pd.testing.assert_frame_equal(read_catalog(catalog / "c.parquet"), df)
+    data = df.drop(columns=["_line", "_malformed"])
+    data.to_json(catalog / "c.jsonl", orient="records", lines=True)
+    data.to_parquet(catalog / "c.parquet")
+    assert df["_line"].tolist() == list(range(2, 2 + len(df)))  # CSV: the header is line 1
+    for other in ("c.jsonl", "c.parquet"):
+        again = read_catalog(catalog / other)
+        assert again["_line"].tolist() == list(range(1, 1 + len(df))) and (again["_malformed"] == "").all()
+        pd.testing.assert_frame_equal(again.drop(columns=["_line", "_malformed"]), data)
 
 
 def test_split_is_deterministic_and_proportional():
