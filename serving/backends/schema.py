@@ -6,6 +6,7 @@ id = uuid5(product_id), because Qdrant only accepts integer or UUID ids.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -35,21 +36,22 @@ def point_id(product_id: str) -> str:
 
 
 def type_slug(product_type: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "_", str(product_type).lower()).strip("_")
-    if not slug:
-        raise ValueError(f"product_type {product_type!r} has no letters or digits to name an index with")
-    return slug
+    """An index name for any product type: the type itself when it is already lower-case ASCII letters,
+    digits and underscores; else its ASCII letters and digits plus a hash of the whole type, so two
+    types never share a name ("t-shirt" and "t shirt") and a type in any script gets one ("靴")."""
+    t = str(product_type)
+    slug = re.sub(r"[^a-z0-9]+", "_", t.lower()).strip("_")
+    if slug == t:
+        return slug
+    digest = hashlib.sha1(t.encode("utf-8")).hexdigest()[:8]
+    return f"{slug[:48]}_{digest}" if slug else f"type_{digest}"
 
 
 def slugs(types: list[str]) -> dict[str, str]:
-    """product_type -> slug; two types that collapse to one slug would share an index, so fail."""
-    out: dict[str, str] = {}
-    for t in sorted(types):
-        s = type_slug(t)
-        clash = [o for o, os_ in out.items() if os_ == s]
-        if clash:
-            raise ValueError(f"product types {clash[0]!r} and {t!r} both map to index name {s!r}")
-        out[t] = s
+    """product_type -> index name; distinct types get distinct names (a clash would merge two indexes)."""
+    out = {t: type_slug(t) for t in sorted(set(types))}
+    if len(set(out.values())) != len(out):
+        raise AssertionError(f"index names collide: {out}")
     return out
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from datetime import UTC, datetime
 
@@ -104,7 +105,7 @@ def test_unknown_type_and_bad_vector_raise(edge_index):
 def test_manifest_and_layout(edge_index):
     df, path, _ = edge_index
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["types"] == {"bag": "bag", "dress": "dress", "table lamp": "table_lamp"}
+    assert manifest["types"] == {"bag": "bag", "dress": "dress", "table lamp": slugs(["table lamp"])["table lamp"]}
     assert manifest["counts"] == df["product_type"].value_counts().to_dict()
     assert manifest["model_version"] == "1" and manifest["dim"] == DIM
     assert all((path / d / "edge_config.json").exists() for d in manifest["types"].values())
@@ -125,11 +126,31 @@ def test_rebuild_over_existing_index(tmp_path):
         searcher.close()
 
 
+def test_types_in_any_script_colliding_names_or_one_product_are_indexed_and_searchable(tmp_path):
+    df = pd.concat([embeddings(20, types=["dress", "table lamp"]),
+                    embeddings(1, types=["靴", "t-shirt", "t shirt"], seed=1)])
+    df.to_parquet(tmp_path / "e.parquet")
+    (tmp_path / "params.yaml").write_text("index: {backend: edge, url: '', hnsw_m: 16, hnsw_ef_construct: 100, "
+                                          "hnsw_ef: 64, recall_k: 10}\n")
+    assert main(["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "e.parquet"),
+                 "--index", str(tmp_path / "idx"), "--receipt", str(tmp_path / "r.json")]) == 0
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    assert receipt["counts"]["靴"] == 1 and receipt["counts"]["t-shirt"] == receipt["counts"]["t shirt"] == 1
+    searcher = open_searcher(params(), tmp_path / "idx")
+    try:
+        for t in ("靴", "t-shirt", "t shirt"):
+            row = df[df["product_type"] == t].iloc[0]
+            assert [h["product_id"] for h in searcher.search(row["image_embedding"], t, 5)] == [row["product_id"]]
+    finally:
+        searcher.close()
+
+
 def test_ids_slugs_and_input_checks():
     assert point_id("sku-1") == point_id("sku-1") != point_id("sku-2")
     assert len(point_id("sku-1")) == 36
-    with pytest.raises(ValueError, match="both map"):
-        slugs(["Table Lamp", "table-lamp"])
+    names = slugs(["Table Lamp", "table-lamp", "table_lamp", "靴", "t-shirt", "t shirt"])
+    assert len(set(names.values())) == 6 and names["table_lamp"] == "table_lamp"
+    assert all(re.fullmatch(r"[a-z0-9_]+", n) for n in names.values()), names
     df = embeddings(5)
     with pytest.raises(ValueError, match="mixes model versions"):
         load_embeddings(df.assign(model_version=["1", "2"] * 7 + ["1"]))
