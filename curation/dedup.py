@@ -53,14 +53,15 @@ def duplicate_groups(bits: np.ndarray, max_distance: int, chunk: int = 1024) -> 
 
 def dedup(products: pd.DataFrame, bits: np.ndarray, max_distance: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """-> (kept products, group table). Within a group the keeper is the held-out-most product
-    (test, then val, then train) so a copy in training can't leak a test image; ties by product_id."""
+    (test, then val, then train) so a copy in training can't leak a test image; ties go to the row
+    that came first in the catalog (every row here passed ingest's checks)."""
     labels = duplicate_groups(bits, max_distance)
-    df = products.assign(_group=labels, _rank=products["split"].map(SPLIT_RANK))
-    df = df.sort_values(["_group", "_rank", "product_id"])
+    df = products.assign(_group=labels, _rank=products["split"].map(SPLIT_RANK), _order=np.arange(len(products)))
+    df = df.sort_values(["_group", "_rank", "_order"], kind="stable")
     df["kept"] = ~df.duplicated("_group")
     sizes = df.groupby("_group")["product_id"].transform("size")
     groups = df[sizes > 1][["_group", "product_id", "kept", "phash"]].rename(columns={"_group": "group"})
-    kept = df[df["kept"]].drop(columns=["_group", "_rank", "kept"]).sort_values("product_id")
+    kept = df[df["kept"]].drop(columns=["_group", "_rank", "_order", "kept"]).sort_values("product_id")
     return kept.reset_index(drop=True), groups.reset_index(drop=True)
 
 

@@ -158,6 +158,9 @@ def test_phash_groups_near_copies_and_keeps_held_out_copy(tmp_path):
     kept, groups = dedup(products, bits, 8)
     assert sorted(kept["product_id"]) == ["x2", "x3"]  # the test copy survives
     assert len(groups) == 2 and groups["kept"].sum() == 1
+    same_split = products.assign(product_id=["z9", "a1", "x3"], split="train")
+    kept, _ = dedup(same_split, bits, 8)
+    assert sorted(kept["product_id"]) == ["x3", "z9"]  # a tie goes to the catalog's first row, not the smaller id
 
 
 def test_duplicate_groups_are_transitive():
