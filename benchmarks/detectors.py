@@ -17,6 +17,7 @@ import yaml
 
 from curation.ground import main as ground
 from validation.quality import box_iou
+from vlclip.dag import stage_arg
 
 BINS = (0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 1.01)
 
@@ -24,10 +25,11 @@ BINS = (0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 1.01)
 def boxes_without_fallback(project: Path, backend: str) -> pd.DataFrame:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["ground"].update(backend=backend, threshold=0.0)
+    products, scout = (stage_arg(project, "ground", flag).resolve() for flag in ("--products", "--scout"))
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(project):  # image paths are project-relative
         (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params))
-        ground(["--params", f"{tmp}/params.yaml", "--products", "data/dedup/products.parquet",
-                "--scout", "models/no_grounding", "--out", f"{tmp}/ground"])
+        ground(["--params", f"{tmp}/params.yaml", "--products", str(products), "--scout", str(scout),
+                "--out", f"{tmp}/ground"])
         return pd.read_csv(f"{tmp}/ground/boxes.csv", dtype={"product_id": str})
 
 

@@ -3,14 +3,15 @@
     python -m validation.quality --params params.yaml --catalog <catalog dir> --products data/catalog/products.parquet
         --queries data/refine/queries.parquet --boxes data/ground/boxes.csv --metrics metrics/quality.json
 
-Always: hard-guard pass rate, non-visual rate, words per query, fallback rate (per type too). Where the
+Always: hard-guard pass rate, non-visual rate, words per query and the share inside refine's word
+window, fallback rate (per type too). Where the
 catalog ships ground truth (`<catalog>/ground_truth/products.csv`, as the demo and the icon yardstick
 do; no other stage reads it) it adds, per the columns present:
 - `<attr>_text` columns (the phrase the product's text uses for a visual attribute, empty when the
   text never states it): the share of stated phrases a query keeps whole, per attribute and overall;
 - x0, y0, x1, y1 (the product's box in pixels): IoU of the box grounding kept (the detector's box, or
   the full image on fallback) with it: mean, share >= 0.5, per product type; and how often the square
-  crop holds the whole product.
+  crop holds at least 90% of the product.
 Hallucinated words are query words that the product's own text (type, title, description, any other
 column) never says, a share of all query words but connectives.
 """
@@ -42,15 +43,17 @@ def _own_words(row: dict) -> set[str]:
     return words | {part for w in words for part in w.replace("'", "-").split("-")}
 
 
-def refinement_quality(queries: pd.DataFrame, products: pd.DataFrame, truth: pd.DataFrame | None) -> dict:
-    """queries: product_id, query, guard_ok; products: the catalog rows the refiner read."""
+def refinement_quality(queries: pd.DataFrame, products: pd.DataFrame, truth: pd.DataFrame | None,
+                       window: tuple[int, int] = (10, 20)) -> dict:
+    """queries: product_id, query, guard_ok; products: the catalog rows the refiner read; window: the
+    refine stage's min_words..max_words."""
     words = queries["query"].fillna("").map(tokens)
     own = {r["product_id"]: _own_words(r) for r in products.to_dict("records")}
     content = [(pid, w) for pid, ws in zip(queries["product_id"], words) for w in ws if w not in CONNECTIVES]
     ok = queries["guard_ok"].astype(str).str.lower().isin({"true", "1", "1.0"})
     out = {"n": int(len(queries)), "guard_pass_rate": _mean(ok),
            "non_visual_rate": _mean(queries["query"].fillna("").map(lambda q: bool(non_visual_hits(q)))),
-           "mean_words": _mean(words.map(len)), "in_10_20_words": _mean(words.map(len).between(10, 20)),
+           "mean_words": _mean(words.map(len)), "in_window": _mean(words.map(len).between(*window)),
            "hallucinated_words": _mean([w not in own.get(pid, set()) for pid, w in content])}
     attrs = [c.removesuffix("_text") for c in (truth.columns if truth is not None else []) if c.endswith("_text")]
     if attrs:
@@ -127,16 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     truth = pd.read_csv(truth_path, dtype={"product_id": str}, keep_default_na=False) if truth_path.is_file() else None
     if truth is not None:
         truth[[c for c in BOX if c in truth]] = truth[[c for c in BOX if c in truth]].replace("", np.nan).astype(float)
-    products = pd.read_parquet(args.products)
+    products, params = pd.read_parquet(args.products), load_params(args.params)
+    window = (params["refine"]["min_words"], params["refine"]["max_words"])
     metrics = {"ground_truth": truth is not None,
-               "refinement": refinement_quality(pd.read_parquet(args.queries), products, truth),
+               "refinement": refinement_quality(pd.read_parquet(args.queries), products, truth, window),
                "grounding": grounding_quality(pd.read_csv(args.boxes, dtype={"product_id": str}),
                                               products[["product_id", "product_type"]], truth)}
     Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
     Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
     import mlflow
 
-    setup(section(MlflowParams, load_params(args.params), "mlflow"))
+    setup(section(MlflowParams, params, "mlflow"))
     with mlflow.start_run(run_name="quality"):
         mlflow.set_tags({"stage": "quality", "ground_truth": str(truth is not None).lower()})
         mlflow.log_metrics(flat(metrics))

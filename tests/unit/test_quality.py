@@ -52,7 +52,8 @@ def test_refinement_quality_counts_guards_non_visual_terms_and_length(texts):
     q = pd.DataFrame({"product_id": pid, "query": ["red " * 5, "red " * 10 + "free shipping", "x " * 20, "y " * 21],
                       "guard_ok": [True, False, "True", "false"]})
     s = refinement_quality(q, catalog, None)
-    assert (s["guard_pass_rate"], s["non_visual_rate"], s["mean_words"], s["in_10_20_words"]) == (0.5, 0.25, 14.5, 0.5)
+    assert (s["guard_pass_rate"], s["non_visual_rate"], s["mean_words"], s["in_window"]) == (0.5, 0.25, 14.5, 0.5)
+    assert refinement_quality(q, catalog, None, window=(5, 12))["in_window"] == 0.5
     assert "attributes_kept" not in s  # no truth, no attribute figures
 
 
@@ -88,7 +89,8 @@ def test_main_writes_metrics_and_logs_them_to_mlflow(texts, tmp_path):
                   "bx0": 0, "by0": 0, "bx1": 64, "by1": 64}).to_csv(tmp_path / "boxes.csv", index=False)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     (tmp_path / "params.yaml").write_text(
-        f"mlflow: {{tracking_uri: '{uri}', artifact_root: '{tmp_path}/art', experiment: q}}\n")
+        f"mlflow: {{tracking_uri: '{uri}', artifact_root: '{tmp_path}/art', experiment: q}}\n"
+        "refine: {min_words: 10, max_words: 20}\n")
     assert main(["--params", str(tmp_path / "params.yaml"), "--catalog", str(tmp_path / "cat"), "--products",
                  str(tmp_path / "products.parquet"), "--queries", str(tmp_path / "queries.parquet"),
                  "--boxes", str(tmp_path / "boxes.csv"), "--metrics", str(tmp_path / "m" / "quality.json")]) == 0
