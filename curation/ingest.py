@@ -141,22 +141,23 @@ def resolve_image(value: str, base: Path, roots: list[Path]) -> tuple[Path, str]
     return real, ""
 
 
-def row_problem(row: pd.Series, base: Path, seen: set[str], params: IngestParams) -> tuple[str, str]:
-    """-> (field, reason) of the first problem in a row, or ('', '')."""
+def row_problem(row: pd.Series, base: Path, roots: list[Path], seen: set[str],
+                params: IngestParams) -> tuple[str, str, Path | None]:
+    """-> (field, reason) of the first problem in a row, or ('', ''), and the row's real image path
+    once it is known."""
     if row.get("_malformed"):
-        return "row", row["_malformed"]
+        return "row", row["_malformed"], None
     for field in ("product_id", "product_type", "title", "image_path"):
         if not str(row[field]).strip():
-            return field, f"empty {field}"
+            return field, f"empty {field}", None
     field, reason = _text_problem(row, params)
     if reason:
-        return field, reason
+        return field, reason, None
     if row["product_id"] in seen:
-        return "product_id", f"duplicate product_id {row['product_id']!r}"
-    roots = [base.resolve(), *(Path(r).resolve() for r in params.extra_roots)]
+        return "product_id", f"duplicate product_id {row['product_id']!r}", None
     path, reason = resolve_image(row["image_path"], base, roots)
     reason = reason or check_image(path, params.min_image_side, params.max_pixels)
-    return ("image_path", reason) if reason else ("", "")
+    return ("image_path" if reason else ""), reason, path
 
 
 def split_of(product_id: str, split: Split) -> str:
@@ -172,14 +173,15 @@ def ingest(df: pd.DataFrame, base: Path, params: IngestParams) -> tuple[pd.DataF
                    product_type=df["product_type"].str.strip().str.lower())
     if "_line" not in df:
         df = df.assign(_line=range(1, len(df) + 1), _malformed="")
+    roots = [base.resolve(), *(Path(r).resolve() for r in params.extra_roots)]
     for _, row in df.iterrows():
-        field, reason = row_problem(row, base, seen, params)
+        field, reason, path = row_problem(row, base, roots, seen, params)
         if reason:
             bad.append({"row": int(row["_line"]), "product_id": str(row["product_id"])[:params.max_id_chars],
                         "field": field, "reason": reason})
             continue
         seen.add(row["product_id"])
-        keep.append({**row.to_dict(), "image_path": str(resolve_image(row["image_path"], base, [Path("/")])[0])})
+        keep.append({**row.to_dict(), "image_path": str(path)})
     columns = [c for c in df.columns if not c.startswith("_")]
     products = pd.DataFrame(keep, columns=list(df.columns))[columns]
     products["split"] = [split_of(p, params.split) for p in products["product_id"]]

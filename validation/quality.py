@@ -55,17 +55,26 @@ def refinement_quality(queries: pd.DataFrame, products: pd.DataFrame, truth: pd.
            "non_visual_rate": _mean(queries["query"].fillna("").map(lambda q: bool(non_visual_hits(q)))),
            "mean_words": _mean(words.map(len)), "in_window": _mean(words.map(len).between(*window)),
            "hallucinated_words": _mean([w not in own.get(pid, set()) for pid, w in content])}
-    attrs = [c.removesuffix("_text") for c in (truth.columns if truth is not None else []) if c.endswith("_text")]
-    if attrs:
-        df = queries[["product_id"]].assign(words=words.map(set)).merge(truth, on="product_id")
-        kept = {a: [set(tokens(p)) <= w for p, w in zip(df[f"{a}_text"].fillna(""), df["words"]) if str(p).strip()]
-                for a in attrs}
-        out["attributes_kept"] = _mean([k for flags in kept.values() for k in flags])
-        out["attributes_kept_by_attribute"] = {a: _mean(flags) for a, flags in kept.items()}
-        if "description_kind" in df:
-            out["attributes_kept_by_kind"] = {
-                kind: _mean([set(tokens(p)) <= w for a in attrs for p, w in zip(g[f"{a}_text"].fillna(""), g["words"])
-                             if str(p).strip()]) for kind, g in df.groupby("description_kind")}
+    if truth is not None and any(c.endswith("_text") for c in truth.columns):
+        out |= _attributes_kept(queries[["product_id"]].assign(words=words.map(set)), truth)
+    return out
+
+
+def _attributes_kept(words: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """words: product_id, the set of query words. Each stated `<attr>_text` phrase is kept when the
+    query has all its words; -> the share overall, per attribute and (where the truth says) per
+    description kind."""
+    phrases = [c for c in truth.columns if c.endswith("_text")]
+    kind = ["description_kind"] if "description_kind" in truth else []
+    df = words.merge(truth[["product_id", *kind, *phrases]], on="product_id").melt(
+        id_vars=["product_id", "words", *kind], value_vars=phrases, var_name="attribute", value_name="phrase")
+    df = df[df["phrase"].fillna("").astype(str).str.strip() != ""]
+    df = df.assign(kept=[set(tokens(p)) <= w for p, w in zip(df["phrase"], df["words"])])
+    out = {"attributes_kept": _mean(df["kept"]),
+           "attributes_kept_by_attribute": {c.removesuffix("_text"): _mean(df.loc[df["attribute"] == c, "kept"])
+                                            for c in phrases}}
+    if kind:
+        out["attributes_kept_by_kind"] = {k: _mean(g) for k, g in df.groupby("description_kind")["kept"]}
     return out
 
 

@@ -103,12 +103,11 @@ def extract_attributes(sources: list[tuple[str, str]], ignore: frozenset[str] = 
     """
     found: dict[str, list[str]] = {k: [] for k in
                                    ("colours", "accent_colours", "accents", "patterns", "materials", "shapes")}
-    brandish = {t for name, text in sources if any(b in name.lower() for b in words("brand_fields"))
-                for t in tokens(text)}
+    skip = set(ignore) | {t for name, text in sources if _is_brand_field(name) for t in tokens(text)}
     nouns: list[str] = []
     objects = set(tokens(product_type))
     for name, text in sources:
-        if any(b in name.lower() for b in words("brand_fields")):
+        if _is_brand_field(name):
             continue
         if _is_colour_field(name) and text and not any(t in words("colours") for t in tokens(text)):
             found["colours"].append(" ".join(tokens(text)[:3]))  # a colour column names a colour, listed or not
@@ -116,13 +115,12 @@ def extract_attributes(sources: list[tuple[str, str]], ignore: frozenset[str] = 
         for toks in fragments(text, description=name == "description"):
             _scan(toks, found, accent_source="accent" in name.lower())
             if name == "title":
-                nouns += [t for t in toks if _is_noun(t) and t not in brandish and t not in ignore]
+                nouns += [t for t in toks if _is_noun(t) and t not in skip]
                 objects |= set(nouns)
             elif name == "description":  # "red printer", "brass lantern"; "cappuccino cup" of a cup
-                nouns += [t for prev, t in zip(toks, toks[1:]) if prev in _visual() and _is_noun(t)
-                          and t not in brandish and t not in ignore]
-                nouns += [prev for prev, t in zip(toks, toks[1:]) if t in objects and _is_noun(prev)
-                          and prev not in brandish and prev not in ignore]
+                nouns += [t for prev, t in zip(toks, toks[1:]) if prev in _visual() and _is_noun(t) and t not in skip]
+                nouns += [prev for prev, t in zip(toks, toks[1:])
+                          if t in objects and _is_noun(prev) and prev not in skip]
     return _assemble(found, list(dict.fromkeys(nouns))[:max_nouns])
 
 
@@ -156,6 +154,10 @@ def _listed() -> frozenset[str]:
 @functools.cache
 def _visual() -> frozenset[str]:
     return frozenset().union(*(words(name) for name in ("colours", "patterns", "materials", "shapes")))
+
+
+def _is_brand_field(name: str) -> bool:
+    return any(b in name.lower() for b in words("brand_fields"))
 
 
 def _is_colour_field(name: str) -> bool:
