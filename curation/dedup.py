@@ -23,9 +23,20 @@ class DedupParams:
     max_distance: int = 8
 
 
+def upright_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB, upright as a viewer shows it (EXIF orientation applied). 16- and 32-bit greyscale is
+    rescaled from its full range: Pillow's own conversion clips it, which turns a 16-bit photo white."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return im.convert("RGB")
+
+
 def phash_bits(path: str, hash_size: int) -> np.ndarray:
-    with Image.open(path) as im:  # upright as a viewer shows it: EXIF orientation applied
-        return imagehash.phash(ImageOps.exif_transpose(im).convert("RGB"), hash_size=hash_size).hash.flatten()
+    with Image.open(path) as im:
+        return imagehash.phash(upright_rgb(im), hash_size=hash_size).hash.flatten()
 
 
 def duplicate_groups(bits: np.ndarray, max_distance: int, chunk: int = 1024) -> np.ndarray:
@@ -84,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for pid, src in zip(kept["product_id"], kept["image_path"]):
         dst = out / "images" / f"{_safe(pid)}.jpg"
         with Image.open(src) as im:  # normalised to an upright RGB JPEG so every later stage reads one format
-            ImageOps.exif_transpose(im).convert("RGB").save(dst, quality=95)
+            upright_rgb(im).save(dst, quality=95)
         new_paths.append(str(dst))
     kept["image_path"] = new_paths
     kept.to_parquet(out / "products.parquet", index=False)

@@ -109,6 +109,8 @@ def check_image(path: Path, min_side: int, max_pixels: int = 40_000_000) -> str:
             if getattr(im, "n_frames", 1) > 1:
                 return f"animated image ({im.n_frames} frames)"
             im.load()  # verify() misses truncated files; a full decode does not
+    except Image.DecompressionBombError as exc:  # a header past Pillow's own limit: refused before our check
+        return f"image too large: {exc}"[:300]
     except Exception as exc:  # Pillow raises several types for bad bytes
         return f"image not decodable: {type(exc).__name__}: {exc}"[:300]
     if min(w, h) < min_side:

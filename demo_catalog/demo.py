@@ -253,7 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="data/demo", type=Path)
     ap.add_argument("--n-products", type=int, default=None, help="override demo.n_products")
     ap.add_argument("--seed", type=int, default=None, help="override demo.seed")
+    ap.add_argument("--catalog", type=Path, help="the pipeline's catalog (catalog.path): when it is not --out, "
+                    "the demo is not built and --out only says so")
     args = ap.parse_args(argv)
+    if args.catalog is not None and args.catalog.resolve() != args.out.resolve():
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "NOT_BUILT.txt").write_text(f"catalog.path is {args.catalog}; the demo catalog is built only "
+                                                f"when catalog.path is {args.out}.\n")
+        print(f"demo: skipped, the pipeline reads {args.catalog}")
+        return 0
     params = section(DemoParams, load_params(args.params), "demo")
     if args.n_products is not None:
         params = replace(params, n_products=args.n_products)

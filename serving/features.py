@@ -21,6 +21,7 @@ EMBEDDING_FEATURES = ("image_embedding", "text_embedding", "fused_embedding")
 @dataclass(frozen=True)
 class FeastParams:
     config: str = "feature_store.yaml"  # a file in the Feast repository
+    verify_sample: int = 256            # products read back to check the online store holds the embeddings
 
 
 class ProductFeatures:
@@ -61,3 +62,10 @@ class ProductFeatures:
         refs = features if features is not None else self.store.get_feature_service(RANKER_SERVICE)
         rows = {"product_id": [str(p) for p in product_ids]}
         return self.store.get_online_features(features=refs, entity_rows=rows).to_df()
+
+
+def unknown_ids(frame: pd.DataFrame) -> list[str]:
+    """Ids in a `lookup` result for which the online store returned no feature at all."""
+    values = frame.drop(columns="product_id")
+    empty = values.apply(lambda col: col.map(lambda v: v is None or (isinstance(v, float) and np.isnan(v))))
+    return frame.loc[empty.all(axis=1), "product_id"].astype(str).tolist()

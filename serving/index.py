@@ -15,14 +15,17 @@ touch another type's vectors and needs no filter; each type can be rebuilt, resi
 own (a new type adds a shard and rebuilds nothing else); and recall and latency are measured per
 type in the receipt. The cost, a fan-out merge for untyped queries, is small with ~10-100 types.
 
+Runs on every `dvc repro` (see vlclip.receipt): when the receipt names these embeddings and params and
+the index answers with the counts it records, nothing is rebuilt.
+
 Run: python -m serving.index --params params.yaml --embeddings data/embeddings/products.parquet
-     --index data/index --receipt receipts/index.json
+     --index data/index --receipt receipts/index.json --metrics metrics/index.json
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ import pandas as pd
 
 from serving.backends import Searcher, backend, load_embeddings, matrix
 from serving.backends.schema import IndexParams
+from vlclip import receipt
 from vlclip.params import load_params, section
 
 
@@ -52,18 +56,29 @@ def measure(searcher: Searcher, df: pd.DataFrame, k: int) -> dict:
             "latency_ms": {"p50": float(np.percentile(latency, 50)), "p95": float(np.percentile(latency, 95))}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--embeddings", required=True)
-    ap.add_argument("--receipt", required=True)
-    ap.add_argument("--index", help="edge backend: the directory the shards live in")
-    args = ap.parse_args(argv)
-    params = section(IndexParams, load_params(args.params), "index")
-    df = pd.read_parquet(args.embeddings)
-    print(f"index: {len(df)} products, backend {params.backend}")
-    chosen = backend(params)
-    target = chosen.target(params, args.index, None)  # one target for build and measure (':memory:' lives in it)
+def problems(chosen, params: IndexParams, target, old: dict | None, fingerprint: str) -> list[str]:
+    """Why the index does not hold what the receipt says was built from these embeddings ([] = it does)."""
+    if not old:
+        return ["no receipt"]
+    if old.get("embeddings_sha256") != fingerprint or old.get("params") != asdict(params):
+        return ["embeddings or index params changed"]
+    try:
+        searcher = chosen.open(params, target)
+    except Exception as exc:  # gone, half-deleted, or held by a serving process (edge): rebuild and swap
+        return [f"cannot open the index ({type(exc).__name__}: {exc})"]
+    try:
+        if (searcher.model_version, searcher.dim) != (old["model_version"], old["dim"]):
+            return [f"index holds model {searcher.model_version} ({searcher.dim}-d)"]
+        if set(searcher.types()) != set(old["counts"]):
+            return ["product types differ"]
+        return [f"{t}: {searcher.count(t)} points, receipt says {n}" for t, n in old["counts"].items()
+                if searcher.count(t) != n]
+    finally:
+        searcher.close()
+
+
+def build_and_measure(chosen, params: IndexParams, target, df: pd.DataFrame) -> tuple[dict, dict]:
+    """-> (what the index holds, how well and fast it answers)."""
     t0 = time.perf_counter()
     built = chosen.build(df, params, target, print)
     build_s = time.perf_counter() - t0
@@ -72,15 +87,36 @@ def main(argv: list[str] | None = None) -> int:
         stats = measure(searcher, load_embeddings(df), params.recall_k)
     finally:
         searcher.close()
-    receipt = {"backend": params.backend, "model_version": built["model_version"], "dim": built["dim"],
-               "n_points": int(sum(built["counts"].values())), "counts": built["counts"],
-               "hnsw_ef": params.hnsw_ef, **stats, "build_s": round(build_s, 3)}
+    held = {"backend": params.backend, "model_version": built["model_version"], "dim": built["dim"],
+            "n_points": int(sum(built["counts"].values())), "counts": built["counts"], "params": asdict(params)}
     if "collections" in built:
-        receipt["collections"] = built["collections"]
-    Path(args.receipt).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.receipt).write_text(json.dumps(receipt, indent=2) + "\n")
+        held["collections"] = built["collections"]
+    return held, {"hnsw_ef": params.hnsw_ef, **stats, "build_s": round(build_s, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--embeddings", required=True)
+    ap.add_argument("--receipt", required=True)
+    ap.add_argument("--metrics", required=True, help="recall against exact search, latency, build time")
+    ap.add_argument("--index", help="edge backend: the directory the shards live in")
+    args = ap.parse_args(argv)
+    params = section(IndexParams, load_params(args.params), "index")
+    df, fingerprint = pd.read_parquet(args.embeddings), receipt.sha256_file(args.embeddings)
+    chosen = backend(params)
+    target = chosen.target(params, args.index, None)  # one target for build and measure (':memory:' lives in it)
+    found = problems(chosen, params, target, receipt.read(args.receipt), fingerprint)
+    if not found and Path(args.metrics).exists():
+        print(f"index: {len(df)} products, backend {params.backend}: the index holds them; nothing to do")
+        return 0
+    print(f"index: {len(df)} products, backend {params.backend}: building ({found[0] if found else 'no metrics'})")
+    receipt.clear(args.receipt)
+    held, stats = build_and_measure(chosen, params, target, df)
+    receipt.write(args.metrics, stats)
+    receipt.write(args.receipt, {**held, "embeddings_sha256": fingerprint})
     print(f"index: recall@{params.recall_k} {stats['recall@k']:.3f}, p50 {stats['latency_ms']['p50']:.2f} ms, "
-          f"built in {build_s:.1f}s -> {args.receipt}")
+          f"built in {stats['build_s']:.1f}s -> {args.receipt}")
     return 0
 
 

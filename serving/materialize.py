@@ -1,16 +1,20 @@
-"""materialize: apply the Feast repository and load product embeddings into the online store."""
+"""materialize: apply the Feast repository and load product embeddings into the online store.
+
+Runs on every `dvc repro` (see vlclip.receipt): when the receipt names these embeddings and a spread
+sample of products reads back from the online store, nothing is redone."""
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from serving.features import FeastParams
+from vlclip import receipt
 from vlclip.params import load_params, section
 
 
@@ -28,27 +32,54 @@ def load_definitions(repo: Path) -> list:
     return objects
 
 
-def materialize(repo: Path, config: str, embeddings: pd.DataFrame) -> dict:
+def materialize(repo: Path, config: str, embeddings: pd.DataFrame, sample: int) -> dict:
     from feast import FeatureStore
 
-    t0 = time.time()
     store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config)
     store.apply(load_definitions(repo))
     ts = pd.to_datetime(embeddings["event_timestamp"], utc=True)
     start, end = ts.min() - timedelta(seconds=1), ts.max() + timedelta(seconds=1)
     store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime())
-    # read one product back: the receipt proves the online store answers
-    pid = str(embeddings["product_id"].iloc[0])
-    row = store.get_online_features(features=["product_embeddings:fused_embedding"],
-                                    entity_rows=[{"product_id": pid}]).to_dict()
-    dim = len(row["fused_embedding"][0] or [])
-    if dim != len(embeddings["fused_embedding"].iloc[0]):
-        raise RuntimeError(f"online store returned a {dim}-d embedding for {pid}")
+    wrong = missing_rows(store, embeddings, sample)  # the receipt proves the online store answers
+    if wrong:
+        raise RuntimeError(f"the online store does not return what was materialized for {wrong[:5]}")
     return {"config": config, "online_store": store.config.online_store.type,
             "registry": str(store.config.registry.path), "rows": int(len(embeddings)),
             "feature_views": sorted(fv.name for fv in store.list_feature_views()),
-            "model_version": str(embeddings["model_version"].iloc[0]), "dim": dim,
-            "checked_product": pid, "seconds": round(time.time() - t0, 2)}
+            "model_version": str(embeddings["model_version"].iloc[0]),
+            "dim": len(embeddings["fused_embedding"].iloc[0])}
+
+
+def spread(n: int, sample: int) -> list[int]:
+    """Up to `sample` row numbers spread evenly over n rows, first and last included."""
+    return sorted({round(i * (n - 1) / max(sample - 1, 1)) for i in range(min(n, sample))})
+
+
+def missing_rows(store, embeddings: pd.DataFrame, sample: int) -> list[str]:
+    """Product ids, of a spread sample, whose online fused embedding is absent or not the one given."""
+    rows = embeddings.iloc[spread(len(embeddings), sample)]
+    ids = rows["product_id"].astype(str).tolist()
+    try:
+        got = store.get_online_features(features=["product_embeddings:fused_embedding"],
+                                        entity_rows=[{"product_id": i} for i in ids]).to_dict()["fused_embedding"]
+    except Exception as exc:  # no registry, no table: nothing is there
+        print(f"materialize: online store unreadable ({type(exc).__name__}: {exc})")
+        return ids
+    return [i for i, want, have in zip(ids, rows["fused_embedding"], got)
+            if have is None or len(have) != len(want) or not np.allclose(have, want, atol=1e-6)]
+
+
+def verified(repo: Path, config: str, embeddings: pd.DataFrame, old: dict | None, fingerprint: str,
+             sample: int) -> bool:
+    """Whether the online store still holds what the receipt says was materialized from these embeddings."""
+    from feast import FeatureStore
+
+    if not old or old.get("embeddings_sha256") != fingerprint or old.get("config") != config:
+        return False
+    wrong = missing_rows(FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config), embeddings, sample)
+    if wrong:
+        print(f"materialize: {len(wrong)} of the sampled products are missing from the online store")
+    return not wrong
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--receipt", required=True)
     args = ap.parse_args(argv)
     p = section(FeastParams, load_params(args.params), "feast")
-    receipt = materialize(Path(args.repo).resolve(), p.config, pd.read_parquet(args.embeddings))
-    Path(args.receipt).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.receipt).write_text(json.dumps(receipt, indent=2))
-    print(f"materialize: {receipt['rows']} products into the {receipt['online_store']} online store "
-          f"({', '.join(receipt['feature_views'])}) in {receipt['seconds']}s")
+    repo, embeddings = Path(args.repo).resolve(), pd.read_parquet(args.embeddings)
+    fingerprint = receipt.sha256_file(args.embeddings)
+    if verified(repo, p.config, embeddings, receipt.read(args.receipt), fingerprint, p.verify_sample):
+        print(f"materialize: the online store holds these {len(embeddings)} products (checked "
+              f"{min(len(embeddings), p.verify_sample)}); nothing to do")
+        return 0
+    receipt.clear(args.receipt)
+    t0 = time.time()
+    made = {**materialize(repo, p.config, embeddings, p.verify_sample), "embeddings_sha256": fingerprint}
+    receipt.write(args.receipt, made)
+    print(f"materialize: {made['rows']} products into the {made['online_store']} online store "
+          f"({', '.join(made['feature_views'])}) in {time.time() - t0:.1f}s")
     return 0
 
 

@@ -17,9 +17,9 @@ import torch
 from training.data import augment, load_pixels, pair_table, read_optional, variants
 from training.loss import ClipLoss, clip_step
 from training.plots import plot_curve
-from vlclip.encoder import ModelParams, create, save_checkpoint
+from vlclip.encoder import ModelParams, checkpoint_sha256, create, save_checkpoint
 from vlclip.params import load_params, section
-from vlclip.tracking import MlflowParams, setup
+from vlclip.tracking import CHECKPOINT_TAG, MlflowParams, setup, start_run
 
 
 @dataclass(frozen=True)
@@ -143,25 +143,27 @@ def main(argv: list[str] | None = None) -> int:
     setup(section(MlflowParams, params, "mlflow"))
     import mlflow
 
-    with mlflow.start_run(run_name=f"train-{variant.name}") as run:
-        mlflow.set_tags({"variant": variant.name, "stage": "train"})
+    with start_run(f"train-{variant.name}", {"variant": variant.name, "stage": "train"}):
         mlflow.log_params({"variant": variant.name, "model": mp.name, "pretrained": mp.pretrained or "none",
                            "n_train": len(train[0]), "n_val": len(val[0]), **asdict(tp)})
         state, history = fit(model, train, val, tp, device,
                              log=lambda s: print(s, flush=True))
         for row in history:
-            mlflow.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "lr")}, step=row["epoch"])
+            mlflow.log_metrics({k: row[k] for k in ("train_loss", "val_loss", "lr", "seconds")}, step=row["epoch"])
         model.load_state_dict(state)
         out = save_checkpoint(model.cpu(), mp, args.out)
-        hist = pd.DataFrame(history)
+        # The checkpoint directory holds only what the weights determine (no run id, no timings), so a
+        # retrain that reproduces the weights reproduces every file and DVC reruns nothing downstream.
+        hist = pd.DataFrame(history).drop(columns="seconds")
         hist.to_csv(out / "history.csv", index=False)
         plot_curve(hist, f"{variant.name} training", out / "curve.png")
         best = hist.loc[hist["val_loss"].idxmin()]
-        mlflow.log_metrics({"best_val_loss": float(best["val_loss"]), "best_epoch": int(best["epoch"])})
-        mlflow.log_artifacts(str(out), artifact_path="checkpoint")
         (out / "run.json").write_text(json.dumps(
-            {"run_id": run.info.run_id, "variant": variant.name, "best_epoch": int(best["epoch"]),
+            {"variant": variant.name, "best_epoch": int(best["epoch"]),
              "best_val_loss": float(best["val_loss"]), "epochs_run": len(history)}, indent=2))
+        mlflow.log_metrics({"best_val_loss": float(best["val_loss"]), "best_epoch": int(best["epoch"])})
+        mlflow.set_tag(CHECKPOINT_TAG, checkpoint_sha256(out))  # register finds this run by it
+        mlflow.log_artifacts(str(out), artifact_path="checkpoint")
     print(f"train[{variant.name}]: best val loss {best['val_loss']:.4f} at epoch {int(best['epoch'])}; "
           f"checkpoint in {out}")
     return 0

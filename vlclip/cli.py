@@ -23,12 +23,16 @@ def _serve(args) -> int:
 
 
 def _lookup(args) -> int:
-    from serving.features import FeastParams, ProductFeatures
+    from serving.features import FeastParams, ProductFeatures, unknown_ids
 
     feast = section(FeastParams, load_params(args.params), "feast")
     feats = ProductFeatures(stage_arg(args.root, "materialize", "--repo"), feast.config)
     df = feats.lookup(args.product_ids)
     print(json.dumps(df.to_dict(orient="records"), default=lambda v: list(map(float, v))))
+    unknown = unknown_ids(df)
+    if unknown:  # a ranker must not mistake "no such product" for a product with empty features
+        print(f"lookup: not in the online store: {', '.join(unknown)}", file=sys.stderr)
+        return 1
     return 0
 
 

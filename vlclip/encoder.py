@@ -5,7 +5,9 @@ load models through here; nothing here imports another project package.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,11 +98,34 @@ def save_checkpoint(model, params: ModelParams, directory: str | Path) -> Path:
     return directory
 
 
+def checkpoint_sha256(directory: str | Path) -> str:
+    """The model's identity: a hash of its weights and architecture files. A retrain that reproduces
+    the weights has the same identity, so the registry finds the version it already holds."""
+    h = hashlib.sha256()
+    for name in (WEIGHTS, SPEC):
+        with open(Path(directory) / name, "rb") as fh:
+            h.update(name.encode() + b"\0" + hashlib.file_digest(fh, "sha256").digest())
+    return h.hexdigest()
+
+
+class _RandomInitNotice(logging.Filter):
+    """open_clip warns that a model built without a pretrained tag is "initialized randomly"; when a
+    checkpoint's weights are loaded into it right after, the warning is false and only misleads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
 def load_model(directory: str | Path):
     """-> (model, preprocess_val, tokenizer) from a directory written by `save_checkpoint`."""
     directory = Path(directory)
     spec = ModelParams(**json.loads((directory / SPEC).read_text()))
-    model, _, pre_val, tok = create(ModelParams(spec.name, pretrained=""))
+    notice = _RandomInitNotice()
+    logging.getLogger().addFilter(notice)  # open_clip logs through the root logger
+    try:
+        model, _, pre_val, tok = create(ModelParams(spec.name, pretrained=""))
+    finally:
+        logging.getLogger().removeFilter(notice)
     model.load_state_dict(torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True))
     return model, pre_val, tok
 

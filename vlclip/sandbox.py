@@ -42,6 +42,7 @@ def copy_project(root: Path, dest: Path, params_override: dict) -> Path:
         shutil.copy(root / name, dest / name)
     params = merge(yaml.safe_load((root / "params.yaml").read_text()), params_override)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / ".venv").symlink_to(sys.prefix, target_is_directory=True)  # dvc.yaml's ${python}: this interpreter
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=dest, env=project_env(), check=True, capture_output=True)
     return dest

@@ -8,6 +8,7 @@ or machines use the qdrant backend (serving/backends/qdrant.py) instead.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -26,6 +27,7 @@ from serving.backends.schema import (
     point_id,
     slugs,
 )
+from vlclip.receipt import pid_alive
 
 _BATCH = 512
 
@@ -79,7 +81,8 @@ def build_edge(df: pd.DataFrame, params: IndexParams, path: Path, log=print) -> 
     path = Path(path)
     dim = len(df["image_embedding"].iloc[0])
     type_dirs = slugs(df["product_type"].astype(str).unique().tolist())
-    tmp = path.parent / f".{path.name}.build-{uuid.uuid4().hex[:8]}"
+    remove_stale(path, log)
+    tmp = _sibling(path, "build")
     try:
         counts = {}
         for t, slug in type_dirs.items():
@@ -96,8 +99,27 @@ def build_edge(df: pd.DataFrame, params: IndexParams, path: Path, log=print) -> 
     return manifest
 
 
+def _sibling(path: Path, kind: str) -> Path:
+    """A temp dir beside the index, named after this process so a later build knows when it is debris."""
+    return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale(path: Path, log=print) -> list[Path]:
+    """Remove the temp dirs a killed build or swap left beside the index (their process is gone)."""
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*-*"):
+        kind, _, rest = tmp.name.removeprefix(f".{path.name}.").partition("-")
+        pid = rest.split("-")[0]
+        if kind in ("build", "old") and not (pid.isdigit() and pid_alive(int(pid))):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    if removed:
+        log(f"index: removed {len(removed)} temp dir(s) left by a killed build")
+    return removed
+
+
 def _swap(new: Path, path: Path) -> None:
-    old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+    old = _sibling(path, "old")
     if path.exists():
         path.rename(old)
     new.rename(path)
@@ -129,6 +151,9 @@ class EdgeSearcher(Searcher):
             limit=k, query=Query.Nearest(vector, using=using), with_payload=True,
             params=SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)))
         return [as_hit(p.payload, p.score) for p in res]
+
+    def count(self, product_type: str) -> int:
+        return int(self._shards[product_type].info().points_count)
 
     def close(self) -> None:
         for shard in self._shards.values():

@@ -160,6 +160,9 @@ class QdrantSearcher(Searcher):
                                        search_params=models.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact))
         return [as_hit(p.payload, p.score) for p in res.points]
 
+    def count(self, product_type: str) -> int:
+        return int(self.client.count(self._aliases[product_type], exact=True).count)
+
 
 def open_qdrant(params: IndexParams, client) -> QdrantSearcher:
     return QdrantSearcher(client, params.hnsw_ef)

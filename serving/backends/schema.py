@@ -110,6 +110,10 @@ class Searcher:
     def _query(self, product_type: str, vector: np.ndarray, k: int, using: str, exact: bool) -> list[dict]:
         raise NotImplementedError
 
+    def count(self, product_type: str) -> int:
+        """Points the index holds for this type (the index stage checks them against its receipt)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
 

@@ -1,25 +1,36 @@
 """The whole pipeline on a tiny catalog outside the project, then every artifact is opened for real."""
 import json
-import socket
-import subprocess
 import sys
-import time
 
 import httpx
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import ROOT, run
+from curation.ingest import read_catalog
+from tests.integration.conftest import ROOT, run, serving
 from tests.unit.project_imports import reached, stage_module, stages
 
 VARIANTS = {"vlclip", "no_grounding", "no_refinement", "baseline"}
+CHECKED = {"register", "materialize", "index"}  # stages that verify their store on every run
+RECEIPTS = ("receipts/register.json", "receipts/materialize.json", "receipts/index.json", "metrics/index.json")
 # The first /similar loads Feast lazily; on a loaded 2-core machine that took longer than httpx's 5 s.
 TIMEOUT = httpx.Timeout(60.0)
 
 
-def test_second_repro_changes_nothing(project):
-    r = run(["dvc", "status"], project)
-    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout
+def _changed(project) -> dict:
+    r = run(["dvc", "status", "--json"], project)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_second_repro_only_verifies_the_stores_and_changes_nothing(project):
+    status = _changed(project)
+    assert set(status) == CHECKED and all(v == ["always changed"] for v in status.values()), status
+    before = {p: (project / p).read_bytes() for p in ("dvc.lock", *RECEIPTS)}
+    r = run(["dvc", "repro"], project, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("nothing to do") == 2 and "champion" in r.stdout, r.stdout[-3000:]
+    assert {p: (project / p).read_bytes() for p in before} == before
 
 
 def _stages_reaching(relpath: str) -> set[str]:
@@ -44,17 +55,40 @@ def test_editing_a_module_makes_dvc_rerun_every_stage_that_imports_it(project, m
     finally:
         path.write_bytes(original)
     assert r.returncode == 0, r.stderr
-    assert set(json.loads(r.stdout)) == expected
-    assert "up to date" in run(["dvc", "status"], project).stdout
+    assert set(json.loads(r.stdout)) == expected | CHECKED
+    assert set(_changed(project)) == CHECKED
 
 
 def test_pipeline_read_the_pointed_catalog(project, other_catalog):
     products = pd.read_parquet(project / "data/catalog/products.parquet")
-    source = pd.read_csv(other_catalog / "catalog.csv", dtype=str)
+    source = read_catalog(other_catalog / "catalog.csv")  # holds malformed lines: the project's own reader
     assert set(products["product_id"]) <= set(source["product_id"])
     assert all(p.startswith(str(other_catalog)) for p in products["image_path"])
     quarantine = pd.read_csv(project / "data/catalog/quarantine.csv")
     assert len(quarantine) >= 1 and quarantine["reason"].str.len().min() > 5
+
+
+def test_hostile_rows_are_quarantined_with_their_reason_and_no_valid_row_is_lost(project, other_catalog):
+    expect = pd.read_csv(other_catalog / "ground_truth/hostile.csv", dtype=str, keep_default_na=False)
+    truth = pd.read_csv(other_catalog / "ground_truth/products.csv", dtype=str, keep_default_na=False)
+    quarantine = pd.read_csv(project / "data/catalog/quarantine.csv", keep_default_na=False)
+    kept = set(expect.loc[expect["expect"] == "kept", "product_id"])
+    valid = set(truth.loc[truth["broken"] == "", "product_id"]) | kept
+    assert len(valid) >= 200
+    assert set(pd.read_parquet(project / "data/catalog/products.parquet")["product_id"]) == valid
+    reasons = dict(zip(quarantine["row"].astype(int), quarantine["reason"]))
+    bad = expect[expect["expect"] != "kept"]
+    assert len(bad) >= 18 and len(quarantine) == len(bad) + (truth["broken"] != "").sum()
+    for line, want in zip(bad["line"].astype(int), bad["expect"]):
+        assert want in reasons.get(line, ""), (line, want, reasons.get(line))
+    # odd encodings, hostile text, a one-product type and look-alike types go all the way into the index
+    assert kept <= set(pd.read_parquet(project / "data/embeddings/products.parquet")["product_id"])
+    counts = json.loads((project / "receipts/index.json").read_text())["counts"]
+    assert counts["ukulele"] == 1 and counts["t-shirt"] == 1 and counts["t shirt"] == 1
+
+
+def test_no_stage_process_of_the_run_peaked_above_2_gib(repro_peak_gib):
+    assert 0 < repro_peak_gib < 2.0
 
 
 def test_empty_and_mixed_descriptions_keep_their_visual_words(project, other_catalog):
@@ -109,30 +143,10 @@ def test_feast_online_store_returns_embeddings(project):
     assert row["fused_embedding"][0] == pytest.approx(list(emb["fused_embedding"].iloc[3]), abs=1e-5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def service(project):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vlclip.cli", "serve", "--port", str(port)], cwd=project,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("service did not start: " + proc.stdout.read()[-3000:])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with serving(project) as url:
+        yield url
 
 
 def test_service_search_returns_products_of_the_requested_type(service, project):

@@ -43,11 +43,12 @@ def test_mlflow_registry_on_postgresql(pg_database, tmp_path, monkeypatch):
     for hits in (0.4, 0.3):  # the second candidate is worse and must not take the champion alias
         model, *_ = create(ModelParams("vlclip-tiny"))
         ckpt = save_checkpoint(model, ModelParams("vlclip-tiny"), tmp_path / f"ckpt{hits}")
-        with mlflow.start_run() as run:
-            pass
-        receipts.append(register(ckpt, run.info.run_id, {"hits@5": hits, "mrr": 0.2}, p))
+        receipts.append(register(ckpt, {"hits@5": hits, "mrr": 0.2}, p, "shop-a"))
     assert receipts[0]["promoted"] and not receipts[1]["promoted"]
     assert receipts[1]["champion"] == receipts[0]["version"]
+    # the same checkpoint again (a re-run, a reproduced retrain): the same version, no new one
+    assert register(ckpt, {"hits@5": 0.3, "mrr": 0.2}, p, "shop-a") == receipts[1]
+    assert len(MlflowClient().search_model_versions("name = 'vl-clip'")) == 2
     encoder, version = load_champion(pg_database)
     assert version == receipts[0]["version"] and encoder.encode_text(["a red mug"]).shape == (1, 128)
     client = MlflowClient()
@@ -55,6 +56,15 @@ def test_mlflow_registry_on_postgresql(pg_database, tmp_path, monkeypatch):
     assert not ok and "does not beat" in message
     ok, _ = promote(client, "vl-clip", receipts[1]["version"], "hits@5", force=True)
     assert ok and str(client.get_model_version_by_alias("vl-clip", "champion").version) == receipts[1]["version"]
+    ok, message = promote(client, "vl-clip", receipts[1]["version"], "hits@5")
+    assert ok and "already champion" in message
+    # another catalog's first model is its champion whatever its metric; switching back serves shop-a's again
+    model, *_ = create(ModelParams("vlclip-tiny"))
+    other = register(save_checkpoint(model, ModelParams("vlclip-tiny"), tmp_path / "b"), {"hits@5": 0.1, "mrr": 0.1},
+                     p, "shop-b")
+    assert other["promoted"] and other["champion"] == other["version"] == load_champion(pg_database)[1]
+    back = register(ckpt, {"hits@5": 0.3, "mrr": 0.2}, p, "shop-a")
+    assert back["champion"] == receipts[1]["version"] == load_champion(pg_database)[1]
 
 
 def test_feast_redis_online_store_and_postgresql_registry(pg_database, tmp_path):
@@ -78,7 +88,7 @@ def test_feast_redis_online_store_and_postgresql_registry(pg_database, tmp_path)
                         "event_timestamp": pd.Timestamp(datetime.now(UTC).replace(microsecond=0))})
     (tmp_path / "data" / "embeddings").mkdir(parents=True)
     emb.to_parquet(tmp_path / "data" / "embeddings" / "products.parquet")
-    receipt = materialize(repo, "feature_store.scaleout.yaml", emb)
+    receipt = materialize(repo, "feature_store.scaleout.yaml", emb, sample=8)
     assert receipt["online_store"] == "redis" and receipt["rows"] == 20
     with sa.create_engine(pg_database).connect() as c:  # the registry really lives in PostgreSQL
         names = {r[0] for r in c.execute(sa.text("SELECT feature_view_name FROM feature_views"))}

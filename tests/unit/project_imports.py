@@ -86,8 +86,8 @@ def reached(module: str) -> set[Path]:
 
 
 def stage_module(cmd: str) -> str:
-    """The module a stage's `python -m ...` command runs."""
-    return re.search(r"python -m ([\w.]+)", cmd).group(1)
+    """The module a stage's `${python} -m ...` command runs."""
+    return re.search(r"\$\{python\} -m ([\w.]+)", cmd).group(1)
 
 
 def _render(template: dict, key: str, item: dict) -> dict:
@@ -101,7 +101,7 @@ def stages(root: Path = ROOT) -> Iterator[tuple[str, str, dict]]:
     """(DVC address, stage name, stage) for every stage; a `foreach: ${variants}` stage once per variant
     of params.yaml, with the variant's params and dvc.yaml vars merged into `${item}`."""
     dvc, params = (yaml.safe_load((root / f).read_text()) for f in ("dvc.yaml", "params.yaml"))
-    paths = dvc["vars"][0]["variants"]
+    paths = next(v["variants"] for v in dvc["vars"] if "variants" in v)
     merged = {k: {**v, **paths.get(k, {})} for k, v in params["variants"].items()}
     for name, stage in dvc["stages"].items():
         if "foreach" in stage:

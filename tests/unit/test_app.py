@@ -19,7 +19,7 @@ from PIL import Image
 
 from serving.app import ServicePaths, ServiceState, build_state, create_app, read_products
 from serving.backends import IndexParams, build, open_searcher
-from serving.features import ProductFeatures
+from serving.features import ProductFeatures, unknown_ids
 
 DIM = 32
 PALETTE = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 50, 220), "yellow": (230, 220, 30)}
@@ -145,6 +145,7 @@ def test_features_lookup(world):
     assert df["product_id"].tolist() == ["table lamp-green-1", "nope", "dress-red-0"]
     assert df["title"].tolist()[0] == "green table lamp 1" and df["title"].isna().tolist() == [False, True, False]
     assert {"image_embedding", "text_embedding", "fused_embedding", "model_version", "product_type"} <= set(df)
+    assert unknown_ids(df) == ["nope"]
     assert pf.lookup(["dress-red-0"], ["product_attributes:title"]).columns.tolist() == ["product_id", "title"]
 
 

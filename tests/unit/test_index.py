@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import warnings
 from datetime import UTC, datetime
 
@@ -133,7 +135,8 @@ def test_types_in_any_script_colliding_names_or_one_product_are_indexed_and_sear
     (tmp_path / "params.yaml").write_text("index: {backend: edge, url: '', hnsw_m: 16, hnsw_ef_construct: 100, "
                                           "hnsw_ef: 64, recall_k: 10}\n")
     assert main(["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "e.parquet"),
-                 "--index", str(tmp_path / "idx"), "--receipt", str(tmp_path / "r.json")]) == 0
+                 "--index", str(tmp_path / "idx"), "--receipt", str(tmp_path / "r.json"),
+                 "--metrics", str(tmp_path / "m.json")]) == 0
     receipt = json.loads((tmp_path / "r.json").read_text())
     assert receipt["counts"]["靴"] == 1 and receipt["counts"]["t-shirt"] == receipt["counts"]["t shirt"] == 1
     searcher = open_searcher(params(), tmp_path / "idx")
@@ -186,23 +189,41 @@ def test_qdrant_backend_in_memory():
     assert names == set(second["collections"].values()) and not names & set(first["collections"].values())
 
 
-def test_main_writes_receipt(tmp_path, capsys):
+def test_main_writes_receipt_and_metrics_then_verifies_instead_of_rebuilding(tmp_path, capsys):
     df = embeddings(120)
     df.to_parquet(tmp_path / "emb.parquet")
     (tmp_path / "params.yaml").write_text(
         "index:\n  backend: edge\n  url: ''\n  hnsw_m: 16\n  hnsw_ef_construct: 100\n  hnsw_ef: 64\n  recall_k: 10\n")
-    receipt = tmp_path / "metrics" / "index.json"
+    receipt, metrics, index = tmp_path / "receipts" / "index.json", tmp_path / "metrics" / "index.json", tmp_path / "ix"
     args = ["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "emb.parquet"),
-            "--receipt", str(receipt)]
+            "--receipt", str(receipt), "--metrics", str(metrics)]
     with pytest.raises(ValueError, match="needs the index directory"):
         main(args)
-    assert main([*args, "--index", str(tmp_path / "index")]) == 0
-    out = json.loads(receipt.read_text())
+    assert main([*args, "--index", str(index)]) == 0
+    out, stats = json.loads(receipt.read_text()), json.loads(metrics.read_text())
     assert out["backend"] == "edge" and out["model_version"] == "1" and out["n_points"] == len(df)
-    assert out["counts"] == {t: 120 for t in TYPES}
-    assert out["recall@k"] >= 0.9 and out["k"] == 10 and out["build_s"] > 0
-    assert out["latency_ms"]["p95"] >= out["latency_ms"]["p50"] > 0
+    assert out["counts"] == {t: 120 for t in TYPES} and len(out["embeddings_sha256"]) == 64
+    assert stats["recall@k"] >= 0.9 and stats["k"] == 10 and stats["build_s"] > 0
+    assert stats["latency_ms"]["p95"] >= stats["latency_ms"]["p50"] > 0
     assert "recall@10" in capsys.readouterr().out
+    written = receipt.read_bytes(), metrics.read_bytes()
+    assert main([*args, "--index", str(index)]) == 0  # the index holds what the receipt says: verified only
+    assert "nothing to do" in capsys.readouterr().out and (receipt.read_bytes(), metrics.read_bytes()) == written
+    shard = index / json.loads((index / "manifest.json").read_text())["types"]["dress"]
+    shutil.rmtree(shard)  # a shard lost behind the pipeline's back: rebuilt, same receipt
+    assert main([*args, "--index", str(index)]) == 0
+    assert "cannot open the index" in capsys.readouterr().out and receipt.read_bytes() == written[0]
+
+
+def test_a_build_removes_what_a_killed_build_left(tmp_path):
+    index = tmp_path / "index"
+    dead = tmp_path / ".index.build-999999999-deadbeef"  # no process has this id
+    live = tmp_path / f".index.build-{os.getpid()}-cafe0000"  # a build still running: left alone
+    for d in (dead, live):
+        d.mkdir()
+    build(embeddings(10), params(), index, log=lambda *_: None)
+    assert not dead.exists() and live.exists() and (index / "manifest.json").exists()
+    assert {p.name for p in tmp_path.iterdir()} == {"index", live.name}
 
 
 def test_second_open_of_an_edge_index_fails_clearly(edge_index):
@@ -219,10 +240,10 @@ def test_main_qdrant_backend_from_env_url(tmp_path, monkeypatch):
         "  hnsw_ef_construct: 100\n  hnsw_ef: 64\n  recall_k: 5\n")
     with pytest.raises(ValueError, match="VLCLIP_QDRANT_URL"):
         main(["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "emb.parquet"),
-              "--receipt", str(tmp_path / "r.json")])
+              "--receipt", str(tmp_path / "r.json"), "--metrics", str(tmp_path / "m.json")])
     monkeypatch.setenv("VLCLIP_QDRANT_URL", ":memory:")
     assert main(["--params", str(tmp_path / "params.yaml"), "--embeddings", str(tmp_path / "emb.parquet"),
-                 "--receipt", str(tmp_path / "r.json")]) == 0
-    out = json.loads((tmp_path / "r.json").read_text())
-    assert out["backend"] == "qdrant" and out["n_points"] == 120 and out["recall@k"] == 1.0  # local mode is exact
+                 "--receipt", str(tmp_path / "r.json"), "--metrics", str(tmp_path / "m.json")]) == 0
+    out, stats = json.loads((tmp_path / "r.json").read_text()), json.loads((tmp_path / "m.json").read_text())
+    assert out["backend"] == "qdrant" and out["n_points"] == 120 and stats["recall@k"] == 1.0  # local mode is exact
     assert set(out["collections"]) == set(TYPES)

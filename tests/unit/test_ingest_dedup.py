@@ -119,6 +119,20 @@ def test_dedup_stores_exif_rotated_images_upright(tmp_path):
         assert stored.size == (30, 60)
 
 
+@pytest.mark.parametrize("mode", ["I;16", "I", "CMYK", "P", "LA"])
+def test_unusual_encodings_become_the_rgb_a_viewer_shows(mode):
+    from curation.dedup import upright_rgb
+
+    grey = np.tile(np.linspace(0, 255, 64), (16, 1)).astype(np.uint8)  # a left-to-right ramp
+    rgb = Image.fromarray(grey).convert("RGB")
+    encoded = {"I;16": Image.fromarray(grey.astype(np.uint16) * 257),  # 16-bit: Pillow's convert would clip
+               "I": Image.fromarray(grey.astype(np.int32) * 257),
+               "P": rgb.convert("P", palette=Image.Palette.ADAPTIVE)}.get(mode) or rgb.convert(mode)
+    assert encoded.mode == mode
+    got = np.asarray(upright_rgb(encoded), np.float64)
+    assert got.shape == (16, 64, 3) and np.abs(got - np.asarray(rgb, np.float64)).mean() < 3
+
+
 def test_missing_column_is_named(tmp_path):
     pd.DataFrame({"product_id": ["a"], "title": ["t"]}).to_csv(tmp_path / "catalog.csv", index=False)
     with pytest.raises(ValueError, match="product_type"):

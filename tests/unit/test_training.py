@@ -9,7 +9,7 @@ from training.data import Variant, augment, pair_table, raw_text, variants
 from training.evaluate import rank_metrics
 from training.loss import ClipLoss
 from training.train import TrainParams, fit, make_optimizer
-from vlclip.encoder import ModelParams, create, load_encoder, save_checkpoint
+from vlclip.encoder import ModelParams, checkpoint_sha256, create, load_encoder, save_checkpoint
 
 VARIANTS = {"vlclip": Variant("vlclip", "crops", "refined"), "baseline": Variant("baseline", "full", "raw"),
             "no_refinement": Variant("no_refinement", "crops", "raw")}
@@ -113,3 +113,18 @@ def test_model_configs_are_registered_with_open_clip_once():
     for _ in range(3):
         create(ModelParams("vlclip-tiny"))
     assert open_clip.factory._MODEL_CONFIG_PATHS.count(CONFIG_DIR) == 1
+
+
+def test_loading_a_checkpoint_does_not_claim_random_weights(tmp_path, caplog):
+    model, *_ = create(ModelParams("vlclip-tiny"))
+    save_checkpoint(model, ModelParams("vlclip-tiny"), tmp_path)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        loaded = load_encoder(tmp_path)
+    assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+    with caplog.at_level("WARNING"):  # building a model from scratch still says so
+        create(ModelParams("vlclip-tiny"))
+    assert [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+    assert loaded.encode_text(["red mug"]).shape == (1, 128)
+    assert checkpoint_sha256(tmp_path) == checkpoint_sha256(save_checkpoint(loaded.model, ModelParams("vlclip-tiny"),
+                                                                            tmp_path / "again"))

@@ -1,0 +1,68 @@
+"""Receipts of the stages whose product lives outside DVC (MLflow registry, Feast online store, index).
+
+A receipt states what the store holds and which inputs made it, never when or how fast, so redoing
+the work on the same inputs writes the same bytes and DVC reruns nothing downstream. Such a stage
+runs on every `dvc repro` (`always_changed`, which also keeps DVC's run cache from restoring the
+receipt without the side effect): it verifies that the store still holds what its receipt claims and
+redoes the work only when it does not. The receipt is cleared before the work starts and written
+after it ends, so a receipt on disk always means finished work.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_tree(directory: str | Path) -> str:
+    """One hash over every file under `directory` (relative names and contents), in name order."""
+    root, h = Path(directory), hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + sha256_file(path).encode())
+    return h.hexdigest()
+
+
+def read(path: str | Path) -> dict | None:
+    """The receipt, or None when there is none or it cannot be read (a half-written one counts as none)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def clear(path: str | Path) -> None:
+    Path(path).unlink(missing_ok=True)
+
+
+def write(path: str | Path, receipt: dict) -> None:
+    """Atomically: a kill leaves the old receipt or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed before its rename
+        pid = stale.name.removeprefix(f".{path.name}.").removesuffix(".tmp")
+        if not (pid.isdigit() and pid_alive(int(pid))):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (zombies and other users' count as alive)."""
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
