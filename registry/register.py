@@ -14,7 +14,10 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from registry.gate import RANKS_ARTIFACT, REASON_TAG, decide, load_ranks, val_ranks
+from training.evaluate import EvaluateParams
 from vlclip import receipt
 from vlclip.encoder import checkpoint_sha256
 from vlclip.params import load_params, section
@@ -37,9 +40,17 @@ def tag_key(metric: str) -> str:
     return metric.replace("@", "_at_")
 
 
-def gate(candidate: float, champion: float | None) -> bool:
-    """Promote when there is no champion or the candidate is strictly better."""
-    return champion is None or candidate > champion
+def gate_key(metric: str) -> str:
+    """The tag the promotion gate reads: the metric on the validation queries (test figures are reported,
+    never used to choose a model)."""
+    return "val_" + tag_key(metric)
+
+
+def version_tags(metrics: dict) -> dict[str, str]:
+    """metrics/retrieval.json's entry for a variant -> model version tags: test figures by their name,
+    validation figures prefixed val_ (the gate's), intervals left to the metrics file."""
+    tags = {tag_key(k): str(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    return {**tags, **{"val_" + tag_key(k): str(v) for k, v in metrics.get("val", {}).items()}}
 
 
 def catalog_alias(catalog: str) -> str:
@@ -55,7 +66,7 @@ def champion_metric(client, name: str, metric: str, alias: str = "champion") -> 
         mv = client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None, None
-    value = mv.tags.get(tag_key(metric))
+    value = mv.tags.get(gate_key(metric))  # None for a version registered before validation figures existed
     return str(mv.version), (float(value) if value is not None else None)
 
 
@@ -75,7 +86,7 @@ def held_version(client, name: str, sha: str):
     return None
 
 
-def log_version(client, checkpoint: Path, sha: str, catalog: str, p: MlflowParams):
+def log_version(client, checkpoint: Path, sha: str, catalog: str, ranks: dict, p: MlflowParams):
     """Log the checkpoint as a pyfunc model in a run of its own and register it. The version is created
     with its checkpoint tag in one call, so a kill leaves either no version or one `held_version` finds."""
     import mlflow
@@ -90,6 +101,7 @@ def log_version(client, checkpoint: Path, sha: str, catalog: str, p: MlflowParam
         info = mlflow.pyfunc.log_model(name="vl-clip", python_model=VLClipModel(),
                                        artifacts={"checkpoint": str(checkpoint)},
                                        pip_requirements=pip_requirements())
+        mlflow.log_dict(ranks, RANKS_ARTIFACT)  # a later challenger is compared with it query by query
     return mlflow.register_model(info.model_uri, p.model_name, tags={CHECKPOINT_TAG: sha, CATALOG_TAG: catalog})
 
 
@@ -103,7 +115,8 @@ def check_loadable(model_uri: str, uri: str) -> None:
         raise RuntimeError(f"{model_uri} loads but gives unusable embeddings (shape {vec.shape})")
 
 
-def register(checkpoint: Path, metrics: dict, p: MlflowParams, catalog: str) -> dict:
+def register(checkpoint: Path, metrics: dict, p: MlflowParams, catalog: str, ranks: dict[str, int] | None = None,
+             resamples: int = 1000, seed: int = 0) -> dict:
     """Idempotent: the version holding this checkpoint is reused (a retrain that reproduces the weights
     registers nothing new) and the gate, against this catalog's own champion, runs once per version; so a
     re-run after a kill leaves the aliases as they were. `champion` is then pointed at this catalog's
@@ -112,18 +125,22 @@ def register(checkpoint: Path, metrics: dict, p: MlflowParams, catalog: str) -> 
     from mlflow.tracking import MlflowClient
 
     client, sha, own = MlflowClient(), checkpoint_sha256(checkpoint), catalog_alias(catalog)
-    mv = held_version(client, p.model_name, sha) or log_version(client, checkpoint, sha, catalog, p)
-    version, value = str(mv.version), float(metrics[p.gate_metric])
+    mv = held_version(client, p.model_name, sha) or log_version(client, checkpoint, sha, catalog, ranks or {}, p)
+    version, value = str(mv.version), float(metrics["val"][p.gate_metric])
     check_loadable(f"models:/{p.model_name}/{version}", tracking_uri(p))  # before any alias moves
-    for k, v in metrics.items():
-        client.set_model_version_tag(p.model_name, version, tag_key(k), str(v))
+    for k, v in version_tags(metrics).items():
+        client.set_model_version_tag(p.model_name, version, k, v)
     client.set_registered_model_alias(p.model_name, "challenger", version)
     verdict = client.get_model_version(p.model_name, version).tags.get(GATE_TAG)
     if verdict is None:
         held, held_value = champion_metric(client, p.model_name, p.gate_metric, own)
-        verdict = "promoted" if held in (None, version) or gate(value, held_value) else "kept"
-        if verdict == "promoted":
+        promoted, why = (True, "already this catalog's champion") if held == version else decide(
+            p.gate_metric, ranks or {}, held and load_ranks(client, p.model_name, held), value, held_value,
+            resamples, seed)
+        verdict = "promoted" if promoted else "kept"
+        if promoted:
             client.set_registered_model_alias(p.model_name, own, version)
+        client.set_model_version_tag(p.model_name, version, REASON_TAG, why)
         client.set_model_version_tag(p.model_name, version, GATE_TAG, verdict)
     champion, champion_value = champion_metric(client, p.model_name, p.gate_metric, own)
     if champion is None:  # this catalog's champion was deleted (a wiped artifact store): this model is it
@@ -133,7 +150,7 @@ def register(checkpoint: Path, metrics: dict, p: MlflowParams, catalog: str) -> 
     return {"model_name": p.model_name, "version": version, "run_id": mv.run_id,
             "model_uri": f"models:/{p.model_name}/{version}", CHECKPOINT_TAG: sha, "catalog": catalog,
             "challenger": version, "champion": champion, "promoted": verdict == "promoted",
-            "gate_metric": p.gate_metric, "candidate_value": metrics[p.gate_metric],
+            "gate_metric": f"val {p.gate_metric}", "candidate_value": value,
             "champion_value": champion_value, "tracking_uri": tracking_uri(p)}
 
 
@@ -142,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--model", required=True, help="vlclip checkpoint directory (with run.json)")
     ap.add_argument("--metrics", required=True, help="metrics/retrieval.json")
+    ap.add_argument("--ranks", required=True, help="the evaluate stage's per-query ranks")
     ap.add_argument("--receipt", required=True)
     args = ap.parse_args(argv)
     params = load_params(args.params)
@@ -149,11 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     setup(p)
     metrics = json.loads(Path(args.metrics).read_text())["vlclip"]
     receipt.clear(args.receipt)
-    made = register(Path(args.model), metrics, p, str(params["catalog"]["path"]))
+    ev = section(EvaluateParams, params, "evaluate")
+    made = register(Path(args.model), metrics, p, str(params["catalog"]["path"]),
+                    val_ranks(pd.read_parquet(args.ranks)), ev.bootstrap_resamples, ev.seed)
     receipt.write(args.receipt, made)
     verdict = "champion" if made["champion"] == made["version"] else \
-        f"champion is version {made['champion']} ({p.gate_metric} {made['champion_value']})"
-    print(f"register: {p.model_name} version {made['version']} ({p.gate_metric} "
+        f"champion is version {made['champion']} (validation {p.gate_metric} {made['champion_value']})"
+    print(f"register: {p.model_name} version {made['version']} (validation {p.gate_metric} "
           f"{made['candidate_value']:.3f}) is challenger; {verdict}; tracking {tracking_uri(p)}")
     return 0
 

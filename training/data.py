@@ -6,6 +6,7 @@ its text (`raw` title + description, or `refined` queries). The demo catalog fit
 """
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,14 @@ def variants(params: dict) -> dict[str, Variant]:
     return out
 
 
+TAG = re.compile(r"<[^<>]*>")
+
+
 def raw_text(title: str, description: str) -> str:
-    """The catalog text as a plain CLIP would see it: title then description, whitespace collapsed."""
-    return re.sub(r"\s+", " ", f"{title}. {description}").strip()
+    """The catalog text as a plain CLIP would see it: title then description, HTML tags dropped and
+    entities decoded (a fair baseline spends no tokens on markup), whitespace collapsed."""
+    text = html.unescape(TAG.sub(" ", f"{title}. {description}"))
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def pair_table(products: pd.DataFrame, variant: Variant, boxes: pd.DataFrame | None = None,

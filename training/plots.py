@@ -29,16 +29,22 @@ def plot_curve(history: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def plot_hits(metrics: dict, ks: list[int], path: Path) -> Path:
-    """Grouped bars: one group per k, one bar per variant."""
+    """Grouped bars: one group per k, one bar per variant, 95% bootstrap intervals as error bars."""
     plt = _plt()
     variants = list(metrics)
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     width = 0.8 / len(variants)
     for i, v in enumerate(variants):
         xs = [j + i * width for j in range(len(ks))]
-        ax.bar(xs, [metrics[v][f"hits@{k}"] for k in ks], width, label=v)
+        ys = [metrics[v][f"hits@{k}"] for k in ks]
+        ci = metrics[v].get("ci95", {})
+        err = [[y - ci.get(f"hits@{k}", [y, y])[0] for y, k in zip(ys, ks)],
+               [ci.get(f"hits@{k}", [y, y])[1] - y for y, k in zip(ys, ks)]]
+        ax.bar(xs, ys, width, label=v, yerr=err, capsize=2, error_kw={"elinewidth": 0.8})
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(ks))], [f"HITS@{k}" for k in ks])
-    ax.set(ylim=(0, 1), ylabel="share of queries", title="text -> image retrieval, held-out products")
+    n = metrics[variants[0]].get("n_queries", "?")
+    ax.set(ylim=(0, 1), ylabel="share of queries",
+           title=f"text -> image retrieval, test products ({n} queries, 95% CI)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

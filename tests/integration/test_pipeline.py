@@ -112,10 +112,14 @@ def test_empty_and_mixed_descriptions_keep_their_visual_words(project, other_cat
 def test_metrics_contract(project):
     metrics = json.loads((project / "metrics/retrieval.json").read_text())
     assert set(metrics) == VARIANTS
-    for m in metrics.values():
-        assert set(m) == {"hits@1", "hits@5", "hits@10", "mrr", "n_queries"}
+    for name, m in metrics.items():
+        extra = {"ci95", "val", "similar"} | ({"vs_vlclip"} if name != "vlclip" else set())
+        assert set(m) == {"hits@1", "hits@5", "hits@10", "mrr", "n_queries"} | extra
         assert 0 <= m["hits@1"] <= m["hits@5"] <= m["hits@10"] <= 1 and m["n_queries"] > 0
+        lo, hi = m["ci95"]["hits@5"]
+        assert lo <= m["hits@5"] <= hi and m["val"]["n_queries"] > 0
     assert len({m["n_queries"] for m in metrics.values()}) == 1  # same queries for every variant
+    assert len({m["val"]["n_queries"] for m in metrics.values()}) == 1
     for picture in ("hits_at_k.png", "retrieval_examples.png", "grounding.png"):
         assert (project / "plots" / picture).stat().st_size > 1000
 

@@ -25,6 +25,11 @@ def pg_database():
     admin.dispose()
 
 
+def _metrics(val_hits: float) -> dict:
+    """A variant's entry of metrics/retrieval.json: the gate reads the validation figures."""
+    return {"hits@5": 0.5, "mrr": 0.2, "val": {"hits@5": val_hits, "mrr": 0.2}}
+
+
 def test_mlflow_registry_on_postgresql(pg_database, tmp_path, monkeypatch):
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -43,27 +48,26 @@ def test_mlflow_registry_on_postgresql(pg_database, tmp_path, monkeypatch):
     for hits in (0.4, 0.3):  # the second candidate is worse and must not take the champion alias
         model, *_ = create(ModelParams("vlclip-tiny"))
         ckpt = save_checkpoint(model, ModelParams("vlclip-tiny"), tmp_path / f"ckpt{hits}")
-        receipts.append(register(ckpt, {"hits@5": hits, "mrr": 0.2}, p, "shop-a"))
+        receipts.append(register(ckpt, _metrics(hits), p, "shop-a"))
     assert receipts[0]["promoted"] and not receipts[1]["promoted"]
     assert receipts[1]["champion"] == receipts[0]["version"]
     # the same checkpoint again (a re-run, a reproduced retrain): the same version, no new one
-    assert register(ckpt, {"hits@5": 0.3, "mrr": 0.2}, p, "shop-a") == receipts[1]
+    assert register(ckpt, _metrics(0.3), p, "shop-a") == receipts[1]
     assert len(MlflowClient().search_model_versions("name = 'vl-clip'")) == 2
     encoder, version = load_champion(pg_database)
     assert version == receipts[0]["version"] and encoder.encode_text(["a red mug"]).shape == (1, 128)
     client = MlflowClient()
     ok, message = promote(client, "vl-clip", receipts[1]["version"], "hits@5")
-    assert not ok and "does not beat" in message
+    assert not ok and "stays challenger" in message
     ok, _ = promote(client, "vl-clip", receipts[1]["version"], "hits@5", force=True)
     assert ok and str(client.get_model_version_by_alias("vl-clip", "champion").version) == receipts[1]["version"]
     ok, message = promote(client, "vl-clip", receipts[1]["version"], "hits@5")
     assert ok and "already champion" in message
     # another catalog's first model is its champion whatever its metric; switching back serves shop-a's again
     model, *_ = create(ModelParams("vlclip-tiny"))
-    other = register(save_checkpoint(model, ModelParams("vlclip-tiny"), tmp_path / "b"), {"hits@5": 0.1, "mrr": 0.1},
-                     p, "shop-b")
+    other = register(save_checkpoint(model, ModelParams("vlclip-tiny"), tmp_path / "b"), _metrics(0.1), p, "shop-b")
     assert other["promoted"] and other["champion"] == other["version"] == load_champion(pg_database)[1]
-    back = register(ckpt, {"hits@5": 0.3, "mrr": 0.2}, p, "shop-a")
+    back = register(ckpt, _metrics(0.3), p, "shop-a")
     assert back["champion"] == receipts[1]["version"] == load_champion(pg_database)[1]
 
 
