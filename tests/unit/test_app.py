@@ -224,6 +224,7 @@ def test_images_and_page(client, world):
     assert '<option value="dress">' in text and '<option value="table lamp">' in text
     assert "/images/" in text and "/search/image" in text and 'type="file"' in text
     assert "src=\"http" not in text and "href=\"http" not in text  # no CDN assets
+    assert 'id="legend"' in text and "cosine similarity" in text  # the page says what its score is
 
 
 def test_build_state_loads_champion_and_checks_versions(world, monkeypatch):
