@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from curation.ingest import read_catalog
+from demo_catalog import hostile
 from vlclip.sandbox import copy_project, project_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,19 +34,9 @@ def build(work: Path, n_products: int) -> Path:
 
 
 def score(project: Path, catalog: Path) -> dict:
-    expect = pd.read_csv(catalog / "ground_truth/hostile.csv", dtype=str, keep_default_na=False)
-    truth = pd.read_csv(catalog / "ground_truth/products.csv", dtype=str, keep_default_na=False)
     kept = set(pd.read_parquet(project / "data/catalog/products.parquet")["product_id"])
     quarantine = pd.read_csv(project / "data/catalog/quarantine.csv", keep_default_na=False)
-    reasons = dict(zip(quarantine["row"].astype(int), quarantine["reason"]))
-    valid = set(truth.loc[truth["broken"] == "", "product_id"]) | set(expect.loc[expect["expect"] == "kept",
-                                                                             "product_id"])
-    bad = expect[expect["expect"] != "kept"]
-    wrong = [(int(line), want, reasons.get(int(line), "kept!")) for line, want in zip(bad["line"], bad["expect"])
-             if want not in reasons.get(int(line), "")]
-    return {"rows": len(read_catalog(catalog / "catalog.csv")), "valid": len(valid),
-            "valid_lost": sorted(valid - kept), "bad": len(bad) + int((truth["broken"] != "").sum()),
-            "quarantined": len(quarantine), "wrong_reason": wrong}
+    return {"rows": len(read_catalog(catalog / "catalog.csv")), **hostile.score(catalog, kept, quarantine)}
 
 
 def main() -> int:
@@ -66,10 +57,10 @@ def main() -> int:
         print(r.stdout[-4000:], r.stderr[-4000:])
         return 1
     s = score(project, catalog)
-    print(f"{s['rows']} rows: {s['valid']} valid, {len(s['valid_lost'])} of them lost {s['valid_lost'][:5]}; "
+    print(f"{s['rows']} rows: {len(s['valid'])} valid, {len(s['lost'])} of them lost {s['lost'][:5]}; "
           f"{s['bad']} bad, {s['quarantined']} quarantined, {len(s['wrong_reason'])} with a wrong reason "
           f"{s['wrong_reason'][:3]}")
-    return 0 if not s["valid_lost"] and not s["wrong_reason"] and s["bad"] == s["quarantined"] else 1
+    return 0 if not s["lost"] and not s["let_in"] and not s["wrong_reason"] and s["bad"] == s["quarantined"] else 1
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from demo_catalog.draw import TYPES, sample_look
@@ -131,6 +132,26 @@ def hostile_rows(catalog: Path, header: list[str], first_id: str, seed: int) -> 
     rows.append((good + ["surplus"], "malformed CSV line"))
     rows.append((good[:-2], "malformed CSV line"))
     return rows
+
+
+def score(catalog: Path, kept_ids: set[str], quarantine: pd.DataFrame) -> dict:
+    """Ingest's outcome (the ids it kept, its quarantine table) against the catalog's truth: the demo's
+    broken rows (ground_truth/products.csv) and the hostile rows (ground_truth/hostile.csv).
+    -> valid (ids that must be kept), hostile_kept (the valid hostile ids), lost (valid, not kept),
+    let_in (kept, not valid), hostile_bad (hostile rows to quarantine), bad (all rows to quarantine),
+    quarantined (rows quarantined), wrong_reason [(line, expected phrase, reason given)]."""
+    expect = pd.read_csv(catalog / "ground_truth/hostile.csv", dtype=str, keep_default_na=False)
+    truth = pd.read_csv(catalog / "ground_truth/products.csv", dtype=str, keep_default_na=False)
+    hostile_kept = set(expect.loc[expect["expect"] == "kept", "product_id"])
+    valid = set(truth.loc[truth["broken"] == "", "product_id"]) | hostile_kept
+    reasons = dict(zip(quarantine["row"].astype(int), quarantine["reason"]))
+    bad = expect[expect["expect"] != "kept"]
+    wrong = [(int(line), want, reasons.get(int(line), "kept")) for line, want in zip(bad["line"], bad["expect"])
+             if want not in reasons.get(int(line), "")]
+    return {"valid": valid, "hostile_kept": hostile_kept, "lost": sorted(valid - kept_ids),
+            "let_in": sorted(kept_ids - valid), "hostile_bad": len(bad),
+            "bad": len(bad) + int((truth["broken"] != "").sum()),
+            "quarantined": len(quarantine), "wrong_reason": wrong}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,8 +71,8 @@ def problems(chosen, params: IndexParams, target, old: dict | None, fingerprint:
             return [f"index holds model {searcher.model_version} ({searcher.dim}-d)"]
         if set(searcher.types()) != set(old["counts"]):
             return ["product types differ"]
-        return [f"{t}: {searcher.count(t)} points, receipt says {n}" for t, n in old["counts"].items()
-                if searcher.count(t) != n]
+        held = {t: searcher.count(t) for t in old["counts"]}
+        return [f"{t}: {held[t]} points, receipt says {n}" for t, n in old["counts"].items() if held[t] != n]
     finally:
         searcher.close()
 

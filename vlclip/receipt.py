@@ -26,14 +26,6 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def sha256_tree(directory: str | Path) -> str:
-    """One hash over every file under `directory` (relative names and contents), in name order."""
-    root, h = Path(directory), hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + sha256_file(path).encode())
-    return h.hexdigest()
-
-
 def read(path: str | Path) -> dict | None:
     """The receipt, or None when there is none or it cannot be read (a half-written one counts as none)."""
     try:
@@ -51,8 +43,7 @@ def write(path: str | Path, receipt: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed before its rename
-        pid = stale.name.removeprefix(f".{path.name}.").removesuffix(".tmp")
-        if not (pid.isdigit() and pid_alive(int(pid))):
+        if owner_gone(stale.name.removeprefix(f".{path.name}.").removesuffix(".tmp")):
             stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -66,3 +57,9 @@ def pid_alive(pid: int) -> bool:
     except OSError as exc:
         return exc.errno == errno.EPERM
     return True
+
+
+def owner_gone(pid: str) -> bool:
+    """For temp files and dirs named after the process writing them: whether that process is gone (a
+    name with no pid counts as gone), so the debris a killed writer left may be removed."""
+    return not (pid.isdigit() and pid_alive(int(pid)))

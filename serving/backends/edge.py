@@ -27,7 +27,7 @@ from serving.backends.schema import (
     point_id,
     slugs,
 )
-from vlclip.receipt import pid_alive
+from vlclip.receipt import owner_gone
 
 _BATCH = 512
 
@@ -109,8 +109,7 @@ def remove_stale(path: Path, log=print) -> list[Path]:
     removed = []
     for tmp in path.parent.glob(f".{path.name}.*-*"):
         kind, _, rest = tmp.name.removeprefix(f".{path.name}.").partition("-")
-        pid = rest.split("-")[0]
-        if kind in ("build", "old") and not (pid.isdigit() and pid_alive(int(pid))):
+        if kind in ("build", "old") and owner_gone(rest.split("-")[0]):
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp)
     if removed:
