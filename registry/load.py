@@ -15,11 +15,14 @@ def load_encoder_uri(model_uri: str, tracking_uri: str):
     return model.encoder
 
 
-def load_champion(tracking_uri: str, model_name: str = "vl-clip", alias: str = "champion"):
-    """-> (Encoder, version string) of the model version the alias points at."""
-    import mlflow
+def champion_version(tracking_uri: str, model_name: str = "vl-clip", alias: str = "champion") -> str:
+    """The model version the alias points at (one registry query, nothing loaded)."""
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri)
-    version = MlflowClient().get_model_version_by_alias(model_name, alias).version
-    return load_encoder_uri(f"models:/{model_name}/{version}", tracking_uri), str(version)
+    return str(MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias(model_name, alias).version)
+
+
+def load_champion(tracking_uri: str, model_name: str = "vl-clip", alias: str = "champion"):
+    """-> (Encoder, version string) of the model version the alias points at."""
+    version = champion_version(tracking_uri, model_name, alias)
+    return load_encoder_uri(f"models:/{model_name}/{version}", tracking_uri), version

@@ -1,56 +1,37 @@
 """The retrieval service: text or image -> products of one type (or all), and similar products.
 
-`create_app(load_state)` builds the FastAPI app; `load_state` runs in the lifespan, so importing
-this module loads nothing. `build_state` wires the real parts (champion encoder from the MLflow
-registry, the index, Feast, the embeddings table); tests pass their own.
+`create_app(load_state)` builds the FastAPI app; the state loads in a background thread once the
+server is up (serving.live), so importing this module loads nothing and /healthz answers at once.
+`serving.state.build_state` wires the real parts (champion encoder from the MLflow registry, the
+index, Feast, the embeddings table); tests pass their own.
 """
 from __future__ import annotations
 
+import asyncio
 import html
-import io
+import logging
+import signal
+import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from serving.backends import IndexParams, Searcher, open_searcher
-from serving.features import FeastParams, ProductFeatures
+from serving.limits import BodyLimit, check_query, decode_upload, install_error_handlers, short
+from serving.live import Live, NotReady
+from serving.observe import Metrics, Observe
+from serving.state import ServeParams, ServicePaths, ServiceState, build_state, read_products, warm
+
+__all__ = ["ServeParams", "ServicePaths", "ServiceState", "build_state", "create_app", "read_products", "run"]
 
 MAX_K = 100
 PAGE = Path(__file__).parent / "static" / "index.html"
-PRODUCT_COLUMNS = ["product_type", "title", "image_path"]
-
-
-@dataclass(frozen=True)
-class ServeParams:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    default_k: int = 10
-
-
-@dataclass(frozen=True)
-class ServicePaths:
-    """Where the stages left what the service reads (taken from dvc.yaml by the caller)."""
-
-    embeddings: Path      # the embed stage's table
-    index: Path | None    # the edge backend's shard directory (the qdrant backend ignores it)
-    feature_repo: Path    # the Feast repository
-
-
-@dataclass
-class ServiceState:
-    encoder: Any                      # vlclip.encoder.Encoder or anything with encode_text / encode_images
-    searcher: Searcher
-    features: ProductFeatures | None  # None: /products/{id}/similar answers 503
-    products: pd.DataFrame            # index product_id; columns product_type, title, image_path
-    model_version: str
-    default_k: int = 10
+log = logging.getLogger("vlclip.serve")
 
 
 class SearchBody(BaseModel):
@@ -62,18 +43,29 @@ class SearchBody(BaseModel):
 router = APIRouter()
 
 
-def get_state(request: Request) -> ServiceState:
-    return request.app.state.service
+async def get_state(request: Request):
+    try:
+        with request.app.state.live.use() as st:
+            request.state.model_version = st.model_version
+            yield st
+    except NotReady as exc:
+        raise HTTPException(503, f"not ready ({exc})") from None
 
 
 State = Annotated[ServiceState, Depends(get_state)]
 
 
 def _check_type(st: ServiceState, product_type: str | None) -> str | None:
-    product_type = product_type or None  # "" from the page's "all types" option
+    product_type = (product_type or "").strip().lower() or None  # ingest lower-cases types; "" = all types
     if product_type is not None and product_type not in st.searcher.types():
-        raise HTTPException(422, f"unknown product_type {product_type!r}; known types: {st.searcher.types()}")
+        raise HTTPException(422, f"unknown product_type {short(product_type)}; GET / lists the known types")
     return product_type
+
+
+def _product(st: ServiceState, product_id: str) -> str:
+    if product_id not in st.products.index:
+        raise HTTPException(404, f"unknown product_id {short(product_id)}")
+    return product_id
 
 
 def _results(st: ServiceState, hits: list[dict]) -> dict:
@@ -81,45 +73,71 @@ def _results(st: ServiceState, hits: list[dict]) -> dict:
             "model_version": st.model_version}
 
 
-@router.get("/healthz")
-def healthz(st: State) -> dict:
-    return {"status": "ok", "model_version": st.model_version, "n_products": int(len(st.products))}
+@router.api_route("/healthz", methods=["GET", "HEAD"])
+def healthz(request: Request) -> dict:
+    """Liveness: the process answers (it may still be loading)."""
+    return {"status": "ok", "model_version": request.app.state.live.model_version}
+
+
+@router.api_route("/readyz", methods=["GET", "HEAD"])
+def readyz(request: Request):
+    live: Live = request.app.state.live
+    body = {"status": live.status, "model_version": live.model_version, "last_reload": live.last_reload}
+    if live.reason:
+        body["reason"] = live.reason
+    return JSONResponse(body, status_code=200 if live.ready else 503)
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    data, content_type = request.app.state.metrics.exposition()
+    return Response(data, media_type=content_type)
+
+
+@router.post("/admin/reload")
+def reload(request: Request) -> dict:
+    """Load the champion's version and swap it in (loopback clients only); SIGHUP does the same."""
+    if (request.client.host if request.client else "") not in ("127.0.0.1", "::1", "testclient"):
+        raise HTTPException(403, "reload is accepted from the loopback interface only")
+    outcome = request.app.state.live.reload()
+    request.app.state.metrics.reloads.labels(outcome["outcome"]).inc()
+    return outcome
 
 
 @router.post("/search")
-def search(body: SearchBody, st: State) -> dict:
-    if not body.query.strip():
-        raise HTTPException(422, "query must not be empty")
+async def search(body: SearchBody, st: State, request: Request) -> dict:
+    limits: ServeParams = request.app.state.limits
+    query = check_query(body.query, limits.max_query_chars, _token_counter(st), _context(st))
     product_type = _check_type(st, body.product_type)
-    vector = st.encoder.encode_text([body.query.strip()])[0]  # (dim,) text tower -> image vectors
-    return _results(st, st.searcher.search(vector, product_type, body.k or st.default_k, using="image"))
+    return _results(st, await asyncio.wrap_future(st.search_text(query, product_type, body.k or st.default_k)))
+
+
+def _token_counter(st: ServiceState) -> Callable[[str], int]:
+    return getattr(st.encoder, "count_tokens", lambda text: 0)
+
+
+def _context(st: ServiceState) -> int:
+    return int(getattr(st.encoder, "context_length", 10**9))
 
 
 @router.post("/search/image")
-def search_image(st: State, file: Annotated[UploadFile, File()],
-                 product_type: Annotated[str | None, Form()] = None,
-                 k: Annotated[int | None, Form(ge=1, le=MAX_K)] = None) -> dict:
-    from PIL import Image, UnidentifiedImageError
-
+async def search_image(st: State, request: Request, file: Annotated[UploadFile, File()],
+                       product_type: Annotated[str | None, Form()] = None,
+                       k: Annotated[int | None, Form(ge=1, le=MAX_K)] = None) -> dict:
     product_type = _check_type(st, product_type)
-    try:
-        image = Image.open(io.BytesIO(file.file.read()))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise HTTPException(400, f"could not decode the uploaded file {file.filename!r} as an image: {exc}") from exc
-    vector = st.encoder.encode_images([image.convert("RGB")])[0]
-    return _results(st, st.searcher.search(vector, product_type, k or st.default_k, using="image"))
+    data = await file.read()  # decoding is CPU work: off the event loop
+    image = await run_in_threadpool(decode_upload, data, request.app.state.limits.max_upload_pixels)
+    return _results(st, await asyncio.wrap_future(st.search_image(image, product_type, k or st.default_k)))
 
 
 @router.get("/products/{product_id}/similar")
 def similar(product_id: str, st: State, k: Annotated[int | None, Query(ge=1, le=MAX_K)] = None) -> dict:
-    if product_id not in st.products.index:
-        raise HTTPException(404, f"unknown product_id {product_id!r}")
+    _product(st, product_id)
     if st.features is None:
         raise HTTPException(503, "no Feast online store configured for this service")
-    vector = st.features.embedding(product_id, "fused_embedding")
+    vector = st.fused_vector(product_id)
     if vector is None:
-        raise HTTPException(404, f"product {product_id!r} has no fused_embedding in Feast's online store; "
+        raise HTTPException(404, f"product {short(product_id)} has no fused_embedding in the online store; "
                                  "run the materialize stage")
     product_type = str(st.products.at[product_id, "product_type"])
     k = k or st.default_k
@@ -130,12 +148,10 @@ def similar(product_id: str, st: State, k: Annotated[int | None, Query(ge=1, le=
 
 @router.get("/images/{product_id}")
 def image(product_id: str, st: State) -> FileResponse:
-    if product_id not in st.products.index:
-        raise HTTPException(404, f"unknown product_id {product_id!r}")
-    path = Path(str(st.products.at[product_id, "image_path"]))
+    path = Path(str(st.products.at[_product(st, product_id), "image_path"]))
     if not path.is_file():
-        raise HTTPException(404, f"image of {product_id!r} is missing at {path}")
-    return FileResponse(path)
+        raise HTTPException(404, f"the image of product {short(product_id)} is missing on the server")
+    return FileResponse(path, headers={"X-Model-Version": st.model_version})
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -145,56 +161,69 @@ def page(st: State) -> str:
             .replace("{{MODEL_VERSION}}", html.escape(st.model_version)))
 
 
-def create_app(load_state: Callable[[], ServiceState]) -> FastAPI:
+def create_app(load_state: Callable[[], ServiceState], limits: ServeParams | None = None,
+               probe: Callable[[], str] | None = None, on_fail: Callable[[str], None] = lambda reason: None
+               ) -> FastAPI:
+    """`load_state` builds one version's state; `probe` (optional) names the champion's version now,
+    cheaply, so polling and reloads skip loading when nothing moved."""
+    limits = limits or ServeParams()
+    metrics = Metrics()
+
+    def swapped(state: ServiceState) -> None:
+        metrics.serving(str(state.model_version))
+        metrics.ready.set(1)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.service = load_state()
+        app.state.live = Live(load_state, warm, probe, on_swap=swapped, on_fail=on_fail)
+        app.state.live.start(limits.reload_poll_s)
+        _on_sighup(app.state.live)
         try:
             yield
         finally:
-            app.state.service.searcher.close()
+            app.state.live.close()
 
     app = FastAPI(title="vlclip", summary="VL-CLIP product retrieval", lifespan=lifespan)
+    app.state.limits, app.state.metrics = limits, metrics
+    install_error_handlers(app)
     app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_json_bytes, max_upload_bytes=limits.max_upload_bytes)
+    app.add_middleware(Observe, metrics=metrics)
     return app
 
 
-def read_products(path: Path, root: Path) -> tuple[pd.DataFrame, str]:
-    """The embed stage's table -> (products indexed by product_id, its model_version)."""
-    table = pd.read_parquet(path, columns=["product_id", *PRODUCT_COLUMNS, "model_version"])
-    versions = sorted(table["model_version"].astype(str).unique())
-    if len(versions) != 1:
-        raise ValueError(f"{path} mixes model versions {versions}")
-    products = table.set_index("product_id")[PRODUCT_COLUMNS].astype(str)
-    products["image_path"] = [p if Path(p).is_absolute() else str(root / p) for p in products["image_path"]]
-    return products, versions[0]
+def _on_sighup(live: Live) -> None:
+    """SIGHUP reloads the champion (in a thread: loading takes seconds). Only the main thread may
+    install handlers; in a test client's thread nothing is installed."""
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=live.reload, daemon=True).start())
 
 
-def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
-    """Load the champion encoder, the index, Feast and the product table; refuse to serve when the
-    encoder, the index and the embeddings come from different model versions (queries would be
-    embedded in a different space than the index). `root` anchors a relative SQLite tracking URI
-    and relative image paths."""
-    from registry import load_champion
+def _logging() -> None:
+    """Service lines with a time stamp; the access log as one JSON object per line."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    access = logging.getLogger("vlclip.access")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
+
+
+def run(params: dict, paths: ServicePaths, root: Path, host: str, port: int) -> int:
+    """Serve until stopped; -> 1 when the first load fails (the reason is logged, no stack trace)."""
+    import uvicorn
+
+    from registry import champion_version
     from vlclip.params import section
     from vlclip.tracking import MlflowParams, tracking_uri
 
+    _logging()
     root = Path(root)
-    index_params, serve = section(IndexParams, params, "index"), section(ServeParams, params, "serve")
-    mlflow_params, feast = section(MlflowParams, params, "mlflow"), section(FeastParams, params, "feast")
-    encoder, version = load_champion(tracking_uri(mlflow_params, root), mlflow_params.model_name, alias="champion")
-    products, table_version = read_products(paths.embeddings, root)
-    searcher = open_searcher(index_params, paths.index)
-    versions = {"champion": str(version), "embeddings": table_version, "index": str(searcher.model_version)}
-    if len(set(versions.values())) != 1:
-        searcher.close()
-        raise RuntimeError(f"model versions disagree {versions}; rerun embed, materialize and index")
-    features = ProductFeatures(paths.feature_repo, feast.config)
-    return ServiceState(encoder=encoder, searcher=searcher, features=features, products=products,
-                        model_version=str(version), default_k=serve.default_k)
-
-
-def run(params: dict, paths: ServicePaths, root: Path, host: str, port: int) -> None:
-    import uvicorn
-
-    uvicorn.run(create_app(lambda: build_state(params, paths, Path(root))), host=host, port=port)
+    serve, mlflow_params = section(ServeParams, params, "serve"), section(MlflowParams, params, "mlflow")
+    probe = lambda: champion_version(tracking_uri(mlflow_params, root), mlflow_params.model_name)  # noqa: E731
+    server: list[uvicorn.Server] = []
+    app = create_app(lambda: build_state(params, paths, root), serve, probe,
+                     on_fail=lambda reason: setattr(server[0], "should_exit", True))
+    server.append(uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False)))
+    server[0].run()
+    return 1 if app.state.live.status == "failed" else 0

@@ -1,4 +1,4 @@
-"""materialize: apply the Feast repository and load product embeddings into the online store.
+"""materialize: apply the Feast repository and publish product embeddings to the online store.
 
 Runs on every `dvc repro` (see vlclip.receipt): when the receipt names these embeddings and a spread
 sample of products reads back from the online store, nothing is redone."""
@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import time
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from serving.features import FeastParams
+from serving.features import ATTRIBUTES_VIEW, EMBEDDINGS_VIEW, FeastParams
+from serving.vectors import check_vectors
 from vlclip import receipt
 from vlclip.params import load_params, section
 
@@ -32,14 +33,23 @@ def load_definitions(repo: Path) -> list:
     return objects
 
 
-def materialize(repo: Path, config: str, embeddings: pd.DataFrame, sample: int) -> dict:
+def materialize(repo: Path, config: str, embeddings: pd.DataFrame, sample: int, at: datetime | None = None,
+                chunk: int = 10_000) -> dict:
+    """Apply the repository and publish every product's row to the online store, stamped with the
+    publication time `at` (a rollback restored from DVC's cache is a new publication). Vectors no
+    store may hold are refused first, naming the products; a product whose online event is newer
+    than `at` (another writer published after this run began) keeps its newer value, and the run
+    fails naming it."""
     from feast import FeatureStore
 
+    check_vectors(embeddings)
     store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config)
     store.apply(load_definitions(repo))
-    ts = pd.to_datetime(embeddings["event_timestamp"], utc=True)
-    start, end = ts.min() - timedelta(seconds=1), ts.max() + timedelta(seconds=1)
-    store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime())
+    at = at or datetime.now(UTC).replace(microsecond=0)
+    newer = publish(store, embeddings, at, chunk)
+    if newer:
+        raise RuntimeError(f"the online store holds newer events than this publication ({at.isoformat()}) for "
+                           f"{len(newer)} product(s) {newer[:5]}; they keep their newer values")
     wrong = missing_rows(store, embeddings, sample)  # the receipt proves the online store answers
     if wrong:
         raise RuntimeError(f"the online store does not return what was materialized for {wrong[:5]}")
@@ -48,6 +58,30 @@ def materialize(repo: Path, config: str, embeddings: pd.DataFrame, sample: int) 
             "feature_views": sorted(fv.name for fv in store.list_feature_views()),
             "model_version": str(embeddings["model_version"].iloc[0]),
             "dim": len(embeddings["fused_embedding"].iloc[0])}
+
+
+def newer_online(store, ids: list[str], at: datetime) -> list[str]:
+    """Of `ids`, those whose online embeddings row carries an event time after `at` (seconds)."""
+    got = store.get_online_features(features=[f"{EMBEDDINGS_VIEW}:model_version"],
+                                    entity_rows=[{"product_id": i} for i in ids]).to_dict(include_event_timestamps=True)
+    limit = int(at.timestamp())
+    return [i for i, ts in zip(ids, got["model_version__ts"]) if ts and int(ts) > limit]
+
+
+def publish(store, embeddings: pd.DataFrame, at: datetime, chunk: int) -> list[str]:
+    """Write both feature views chunk by chunk, never over a newer online event; -> the ids skipped."""
+    rows = embeddings.assign(event_timestamp=pd.Timestamp(at), product_id=embeddings["product_id"].astype(str))
+    skipped: list[str] = []
+    for start in range(0, len(rows), chunk):
+        part = rows.iloc[start:start + chunk]
+        newer = newer_online(store, part["product_id"].tolist(), at)
+        if newer:
+            skipped += newer
+            part = part[~part["product_id"].isin(newer)]
+        if len(part):
+            for view in (EMBEDDINGS_VIEW, ATTRIBUTES_VIEW):
+                store.write_to_online_store(view, part)
+    return skipped
 
 
 def spread(n: int, sample: int) -> list[int]:

@@ -18,8 +18,7 @@ def _serve(args) -> int:
     paths = ServicePaths(embeddings=stage_arg(root, "embed", "--out"),
                          index=stage_arg(root, "index", "--index"),
                          feature_repo=stage_arg(root, "materialize", "--repo"))
-    run(params, paths, root, args.host or serve.host, args.port or serve.port)
-    return 0
+    return run(params, paths, root, args.host or serve.host, args.port or serve.port)
 
 
 def _lookup(args) -> int:

@@ -59,6 +59,18 @@ class Encoder:
         return int(self.model.text_projection.shape[1]) if hasattr(self.model, "text_projection") \
             else int(self.encode_text(["x"]).shape[1])
 
+    @property
+    def context_length(self) -> int:
+        """Tokens the text tower reads, start and end tokens included."""
+        return int(getattr(self.tokenizer, "context_length", 77))
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in the text tower, start and end included (a longer text is cut)."""
+        inner = getattr(self.tokenizer, "tokenizer", None)  # open_clip's HFTokenizer wraps a HF one
+        if inner is not None:
+            return len(inner(text)["input_ids"])
+        return len(self.tokenizer.encode(text)) + 2
+
     @torch.no_grad()
     def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         out = []

@@ -15,8 +15,8 @@ import pandas as pd
 from serving.backends import edge, qdrant
 from serving.backends.schema import IndexParams, Searcher, load_embeddings, matrix
 
-__all__ = ["BACKENDS", "Backend", "IndexParams", "Searcher", "backend", "build", "load_embeddings", "matrix",
-           "open_searcher"]
+__all__ = ["BACKENDS", "Backend", "IndexParams", "Searcher", "backend", "build", "index_version", "load_embeddings",
+           "matrix", "open_searcher"]
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,12 @@ class Backend:
     target: Callable[[IndexParams, str | Path | None, Any], Any]   # (params, path, client) -> target
     build: Callable[[pd.DataFrame, IndexParams, Any, Callable], dict]  # (embeddings, params, target, log)
     open: Callable[[IndexParams, Any], Searcher]                 # (params, target)
+    version: Callable[[Any], str]                                 # (target) -> model version, nothing opened
 
 
 BACKENDS = {
-    "edge": Backend(edge.target, edge.build_edge, edge.open_edge),
-    "qdrant": Backend(qdrant.target, qdrant.build_qdrant, qdrant.open_qdrant),
+    "edge": Backend(edge.target, edge.build_edge, edge.open_edge, edge.manifest_version),
+    "qdrant": Backend(qdrant.target, qdrant.build_qdrant, qdrant.open_qdrant, qdrant.aliased_version),
 }
 
 
@@ -43,6 +44,12 @@ def open_searcher(params: IndexParams, path: str | Path | None = None, client=No
     Qdrant server (`client`, else one for index.url / VLCLIP_QDRANT_URL)."""
     chosen = backend(params)
     return chosen.open(params, chosen.target(params, path, client))
+
+
+def index_version(params: IndexParams, path: str | Path | None = None, client=None) -> str:
+    """The model version the index holds now, read without opening it for search."""
+    chosen = backend(params)
+    return chosen.version(chosen.target(params, path, client))
 
 
 def build(df: pd.DataFrame, params: IndexParams, path: str | Path | None = None, client=None, log=print) -> dict:

@@ -21,7 +21,6 @@ from serving.backends.schema import (
     VECTORS,
     IndexParams,
     Searcher,
-    as_hit,
     load_embeddings,
     matrix,
     point_id,
@@ -143,13 +142,17 @@ class EdgeSearcher(Searcher):
                                    "serving it? For several workers use index.backend: qdrant") from exc
         super().__init__(list(self._shards), self.manifest["model_version"], int(self.manifest["dim"]), hnsw_ef)
 
-    def _query(self, product_type, vector, k, using, exact):
-        from qdrant_edge import Query, QueryRequest, SearchParams
+    def _ids(self, product_type, vectors, ks, using, exact):
+        from qdrant_edge import Query, QueryBatchRequest, QueryRequest, SearchParams
 
-        res = self._shards[product_type].query(QueryRequest(
-            limit=k, query=Query.Nearest(vector, using=using), with_payload=True,
-            params=SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)))
-        return [as_hit(p.payload, p.score) for p in res]
+        params = SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)
+        res = self._shards[product_type].query_batch(QueryBatchRequest([
+            QueryRequest(limit=k, query=Query.Nearest(v, using=using), with_payload=False, params=params)
+            for v, k in zip(vectors.tolist(), ks)]))
+        return [[(p.id, p.score) for p in points] for points in res]
+
+    def _payloads(self, product_type, point_ids):
+        return {r.id: r.payload for r in self._shards[product_type].retrieve(point_ids, True, False)}
 
     def count(self, product_type: str) -> int:
         return int(self._shards[product_type].info().points_count)
@@ -158,6 +161,13 @@ class EdgeSearcher(Searcher):
         for shard in self._shards.values():
             shard.close()
         self._shards = {}
+
+
+def manifest_version(path: Path) -> str:
+    manifest_file = Path(path) / MANIFEST
+    if not manifest_file.exists():
+        raise FileNotFoundError(f"no index manifest at {manifest_file}; run the index stage")
+    return str(json.loads(manifest_file.read_text())["model_version"])
 
 
 def open_edge(params: IndexParams, path: Path) -> EdgeSearcher:

@@ -9,8 +9,10 @@ old index or the new one, never a mix. (With thousands of types, per-collection 
 argue for one collection with user-defined sharding keyed on product_type instead.)
 
 Each build creates fresh collections `vlclip_<type_slug>__<version>_<build id>` carrying
-{product_type, model_version} in the collection metadata, swaps the aliases, then drops the
-collections no alias points at. The server must support collection metadata (Qdrant >= 1.16).
+{product_type, model_version} in the collection metadata, swaps the aliases, then drops every
+collection of ours that neither the new aliases nor the previous ones point at: a running service
+pins the collections it opened (its encoder belongs to that version) and keeps answering from the
+previous generation until it reloads. The server must support collection metadata (Qdrant >= 1.16).
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ import os
 import time
 import uuid
 
-import numpy as np
 import pandas as pd
 
 from serving.backends.schema import (
@@ -26,7 +27,6 @@ from serving.backends.schema import (
     VECTORS,
     IndexParams,
     Searcher,
-    as_hit,
     load_embeddings,
     matrix,
     point_id,
@@ -122,7 +122,7 @@ def build_qdrant(df: pd.DataFrame, params: IndexParams, client, log=print) -> di
     ops += [models.CreateAliasOperation(create_alias=models.CreateAlias(
         collection_name=name, alias_name=name.split("__")[0])) for name in created.values()]
     client.update_collection_aliases(change_aliases_operations=ops)  # one call: an atomic swap
-    live = set(created.values())
+    live = set(created.values()) | set(old.values())  # the previous generation serves until reloads
     for c in client.get_collections().collections:
         if c.name.startswith(ALIAS_PREFIX) and "__" in c.name and c.name not in live:
             client.delete_collection(c.name)
@@ -131,37 +131,48 @@ def build_qdrant(df: pd.DataFrame, params: IndexParams, client, log=print) -> di
 
 
 class QdrantSearcher(Searcher):
-    """Searches through the aliases, so a rebuild's swap reaches a running service at once."""
+    """Searches the collections the aliases pointed at when it opened: a rebuild's swap reaches a
+    running service when it reloads (with the encoder of the same version), never half-way."""
 
     def __init__(self, client, hnsw_ef: int):
         self.client = client
         aliases = current_aliases(client)
         if not aliases:
             raise RuntimeError(f"no {ALIAS_PREFIX}* aliases on the Qdrant server; run the index stage")
-        self._aliases: dict[str, str] = {}
+        self._aliases: dict[str, str] = {}  # product type -> pinned collection
         versions, dims = set(), set()
-        for alias in aliases:
-            config = client.get_collection(alias).config
+        for alias, collection in aliases.items():
+            config = client.get_collection(collection).config
             meta = config.metadata or {}
             if "product_type" not in meta:
                 raise RuntimeError(f"collection behind alias {alias} has no product_type metadata")
-            self._aliases[meta["product_type"]] = alias
+            self._aliases[meta["product_type"]] = collection
             versions.add(str(meta.get("model_version")))
             dims.add(config.params.vectors["image"].size)
         if len(versions) != 1 or len(dims) != 1:
             raise RuntimeError(f"aliased collections disagree: model versions {versions}, dims {dims}")
         super().__init__(list(self._aliases), versions.pop(), dims.pop(), hnsw_ef)
 
-    def _query(self, product_type: str, vector: np.ndarray, k: int, using: str, exact: bool) -> list[dict]:
+    def _ids(self, product_type, vectors, ks, using, exact):
         from qdrant_client import models
 
-        res = self.client.query_points(self._aliases[product_type], query=vector.tolist(), using=using, limit=k,
-                                       with_payload=True,
-                                       search_params=models.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact))
-        return [as_hit(p.payload, p.score) for p in res.points]
+        params = models.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)
+        res = self.client.query_batch_points(self._aliases[product_type], requests=[
+            models.QueryRequest(query=v, using=using, limit=k, with_payload=False, params=params)
+            for v, k in zip(vectors.tolist(), ks)])
+        return [[(p.id, p.score) for p in r.points] for r in res]
+
+    def _payloads(self, product_type, point_ids):
+        records = self.client.retrieve(self._aliases[product_type], ids=point_ids, with_payload=True)
+        return {r.id: r.payload for r in records}
 
     def count(self, product_type: str) -> int:
         return int(self.client.count(self._aliases[product_type], exact=True).count)
+
+
+def aliased_version(client) -> str:
+    """The model version of the collections the aliases point at now."""
+    return QdrantSearcher(client, 0).model_version
 
 
 def open_qdrant(params: IndexParams, client) -> QdrantSearcher:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from serving.vectors import check_vectors
+
 VECTORS = {"image": "image_embedding", "fused": "fused_embedding"}  # index vector name -> parquet column
 PAYLOAD = ["product_id", "product_type", "title", "image_path"]
 REQUIRED = PAYLOAD + ["image_embedding", "text_embedding", "fused_embedding", "model_version"]
@@ -70,9 +72,7 @@ def load_embeddings(df: pd.DataFrame) -> pd.DataFrame:
         bad = df["product_id"][df[col].isna()].tolist()
         if bad:
             raise ValueError(f"column {col} is null for product_id {bad[:5]}")
-    dims = {c: {len(v) for v in df[c]} for c in ("image_embedding", "text_embedding", "fused_embedding")}
-    if any(len(d) != 1 for d in dims.values()) or len(set().union(*dims.values())) != 1:
-        raise ValueError(f"embedding lengths differ: {dims}")
+    check_vectors(df)
     return df.reset_index(drop=True)
 
 
@@ -95,19 +95,42 @@ class Searcher:
 
     def search(self, vector: np.ndarray, product_type: str | None = None, k: int = 10,
                using: str = "image", exact: bool = False) -> list[dict]:
-        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vec.shape[0] != self.dim:
-            raise ValueError(f"query vector has {vec.shape[0]} dims; the index holds {self.dim}")
+        return self.search_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), [product_type], [k],
+                                using, exact)[0]
+
+    def search_many(self, vectors: np.ndarray, product_types: list[str | None], ks: list[int],
+                    using: str = "image", exact: bool = False) -> list[list[dict]]:
+        """Nearest products for many queries at once (concurrent requests): one batched query per shard
+        that any of them targets, returning ids and scores only; each query's candidates merged by
+        score; payloads read for the final top k alone. -> one hit list per query, in order."""
+        vecs = np.asarray(vectors, dtype=np.float32).reshape(len(product_types), -1)
+        if vecs.shape[1] != self.dim:
+            raise ValueError(f"query vector has {vecs.shape[1]} dims; the index holds {self.dim}")
         if using not in VECTORS:
             raise ValueError(f"unknown vector {using!r}; known: {sorted(VECTORS)}")
-        if product_type is not None and product_type not in self._types:
-            raise ValueError(f"unknown product_type {product_type!r}; known types: {self._types}")
-        targets = self._types if product_type is None else [product_type]
-        hits = [h for t in targets for h in self._query(t, vec, int(k), using, exact)]
-        hits.sort(key=lambda h: -h["score"])
-        return hits[:k]
+        unknown = sorted({t for t in product_types if t is not None and t not in self._types})
+        if unknown:
+            raise ValueError(f"unknown product_type {unknown[0]!r}; known types: {self._types}")
+        found: list[list[tuple[float, str, object]]] = [[] for _ in product_types]  # (score, type, point id)
+        for t in self._types:
+            asking = [i for i, want in enumerate(product_types) if want in (None, t)]
+            if asking:
+                for i, pairs in zip(asking, self._ids(t, vecs[asking], [int(ks[i]) for i in asking], using, exact)):
+                    found[i] += [(score, t, pid) for pid, score in pairs]
+        top = [sorted(f, key=lambda x: -x[0])[:int(k)] for f, k in zip(found, ks)]
+        wanted: dict[str, set] = {}
+        for _, t, pid in (x for hits in top for x in hits):
+            wanted.setdefault(t, set()).add(pid)
+        payloads = {(t, pid): p for t, pids in wanted.items() for pid, p in self._payloads(t, list(pids)).items()}
+        return [[as_hit(payloads[(t, pid)], score) for score, t, pid in hits] for hits in top]
 
-    def _query(self, product_type: str, vector: np.ndarray, k: int, using: str, exact: bool) -> list[dict]:
+    def _ids(self, product_type: str, vectors: np.ndarray, ks: list[int], using: str,
+             exact: bool) -> list[list[tuple[object, float]]]:
+        """-> per vector, its nearest (point id, score) pairs in this type's shard, no payload."""
+        raise NotImplementedError
+
+    def _payloads(self, product_type: str, point_ids: list) -> dict:
+        """point id -> payload, for points of this type's shard."""
         raise NotImplementedError
 
     def count(self, product_type: str) -> int:

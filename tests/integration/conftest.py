@@ -65,7 +65,8 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def serving(project: Path, start_timeout_s: float = 120.0):
-    """`vlclip serve` on a free port in a subprocess; -> its base URL once /healthz answers."""
+    """`vlclip serve` on a free port in a subprocess; -> its base URL once /readyz says ready (everything
+    loaded and warmed)."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "vlclip.cli", "serve", "--port", str(port)], cwd=project,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -73,7 +74,7 @@ def serving(project: Path, start_timeout_s: float = 120.0):
     try:
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

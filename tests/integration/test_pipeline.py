@@ -169,3 +169,14 @@ def test_service_similar_reads_feast_and_stays_in_type(service, project):
     assert results and pid not in {x["product_id"] for x in results}
     assert {x["product_type"] for x in results} == {ptype}
     assert httpx.get(f"{service}/", timeout=TIMEOUT).status_code == 200
+
+
+def test_a_second_server_on_the_same_index_exits_with_the_reason(service, project):
+    """An Edge shard admits one open handle: the second `vlclip serve` must say so and exit 1, before
+    loading a model and without a stack trace."""
+    r = run([sys.executable, "-m", "vlclip.cli", "serve", "--port", "0"], project)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out[-2000:]
+    assert "is another process serving it" in out and "Traceback" not in out
+    metrics = httpx.get(f"{service}/metrics", timeout=TIMEOUT).text  # the first one is unharmed
+    assert 'vlclip_ready 1.0' in metrics and "vlclip_model_info{model_version=" in metrics

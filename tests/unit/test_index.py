@@ -180,13 +180,21 @@ def test_qdrant_backend_in_memory():
         assert {h["product_type"] for h in hits} == {row["product_type"]}
         with pytest.raises(ValueError, match="known types"):
             searcher.search(row["image_embedding"], "sofa", 5)
+        queries, types = np.stack(df["image_embedding"][:6].to_numpy()), [None, row["product_type"]] * 3
+        singles = [searcher.search(q, t, 4) for q, t in zip(queries, types)]
+        assert searcher.search_many(queries, types, [4] * 6) == singles
         second = build(embeddings(30, version="2", seed=3), p, client=client, log=lambda *_: None)
-        # the running searcher queries through the aliases, so it already sees the new version
-        assert searcher.search(row["image_embedding"], row["product_type"], 1)[0]["product_id"].startswith("p3-")
+        # the running searcher keeps the collections it opened (its encoder's version) until it reloads
+        assert searcher.search(row["image_embedding"], row["product_type"], 1)[0]["product_id"] == row["product_id"]
+        fresh = open_searcher(p, client=client)
+        assert fresh.model_version == "2"
+        assert fresh.search(row["image_embedding"], row["product_type"], 1)[0]["product_id"].startswith("p3-")
+        third = build(embeddings(30, version="3", seed=4), p, client=client, log=lambda *_: None)
     aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
-    assert aliases == {f"vlclip_{s}": second["collections"][t] for t, s in slugs(TYPES).items()}
-    names = {c.name for c in client.get_collections().collections}
-    assert names == set(second["collections"].values()) and not names & set(first["collections"].values())
+    assert aliases == {f"vlclip_{s}": third["collections"][t] for t, s in slugs(TYPES).items()}
+    names = {c.name for c in client.get_collections().collections}  # this generation and the one before
+    assert names == set(third["collections"].values()) | set(second["collections"].values())
+    assert not names & set(first["collections"].values())
 
 
 def test_main_writes_receipt_and_metrics_then_verifies_instead_of_rebuilding(tmp_path, capsys):

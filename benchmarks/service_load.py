@@ -1,0 +1,227 @@
+"""Load benchmark of the retrieval service on loopback, bounded in count and time.
+
+Starts `vlclip serve` on the built project, measures time to ready and the first request after it,
+then requests/s and p50/p99 for /search, /search/image and /products/{id}/similar at each
+concurrency level. With --reload it then runs a mixed load at the highest level while a second
+model version is published (the baseline variant's checkpoint is registered if needed, promoted
+with --force, and embed, materialize and index re-run as single stages) and the service is told
+to reload; it counts failed requests and the model version every response names, then restores
+the original champion the same way.
+
+    .venv/bin/python benchmarks/service_load.py --seconds 20 --levels 1,8,32 --reload --json reports/service_load.json
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def start(root: Path, client: httpx.Client, port: int, timeout_s: float = 300) -> tuple[subprocess.Popen, float]:
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "vlclip.cli", "serve", "--port", str(port)], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=open(root / "reports" / "service_load.log", "w"))
+    while time.monotonic() - t0 < timeout_s:
+        try:
+            if client.get("/readyz", timeout=5).status_code == 200:
+                return proc, time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"service not ready; see {root / 'reports' / 'service_load.log'}")
+
+
+def payloads(root: Path, n: int = 64) -> dict:
+    table = pd.read_parquet(root / "data" / "embeddings" / "products.parquet",
+                            columns=["product_id", "title", "image_path"]).head(n)
+    images = [Path(p if Path(p).is_absolute() else root / p).read_bytes() for p in table["image_path"][:16]]
+    return {"queries": table["title"].tolist(), "images": images, "ids": table["product_id"].tolist()}
+
+
+def request(client: httpx.AsyncClient, route: str, data: dict, i: int):
+    if route == "search":
+        return client.post("/search", json={"query": data["queries"][i % len(data["queries"])], "k": 10})
+    if route == "image":
+        return client.post("/search/image", files={"file": ("q.jpg", data["images"][i % len(data["images"])])})
+    return client.get(f"/products/{data['ids'][i % len(data['ids'])]}/similar", params={"k": 10})
+
+
+async def hammer(url: str, routes: list[str], concurrency: int, seconds: float, max_requests: int, data: dict) -> dict:
+    """`concurrency` workers send requests back to back (cycling `routes`) until time or count runs out."""
+    lat: dict[str, list[float]] = {r: [] for r in routes}
+    errors, versions, unnamed, count = [], {}, 0, 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(w: int, client: httpx.AsyncClient):
+        nonlocal count, unnamed
+        while time.monotonic() < deadline and count < max_requests:
+            i, route = count, routes[count % len(routes)]
+            count += 1
+            t0 = time.perf_counter()
+            try:
+                res = await request(client, route, data, i * 7 + w)
+            except httpx.HTTPError as exc:
+                errors.append(f"{route}: {type(exc).__name__}")
+                continue
+            lat[route].append(time.perf_counter() - t0)
+            if res.status_code != 200:
+                errors.append(f"{route}: {res.status_code}")
+                continue
+            version = res.json().get("model_version")
+            unnamed += version is None
+            versions[str(version)] = versions.get(str(version), 0) + 1
+
+    t0 = time.monotonic()
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        await asyncio.gather(*(worker(w, client) for w in range(concurrency)))
+    wall = time.monotonic() - t0
+    per_route = {r: {"requests": len(v), "rps": round(len(v) / wall, 1),
+                     "p50_ms": round(1000 * float(np.percentile(v, 50)), 1) if v else None,
+                     "p99_ms": round(1000 * float(np.percentile(v, 99)), 1) if v else None} for r, v in lat.items()}
+    return {"concurrency": concurrency, "seconds": round(wall, 1), "errors": len(errors),
+            "error_kinds": sorted(set(errors))[:10], "versions": versions, "unnamed": unnamed, "routes": per_route}
+
+
+def stage(root: Path, *args: str) -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["dvc", "repro", *args], cwd=root, env=env, check=True, capture_output=True, text=True)
+
+
+def publish(root: Path, version: str) -> None:
+    """Make `version` champion by hand and publish its embeddings, online features and index."""
+    subprocess.run([sys.executable, "-m", "vlclip.cli", "promote", "--version", version, "--force"], cwd=root,
+                   check=True, capture_output=True, text=True)
+    stage(root, "-sf", "embed")
+    stage(root, "-s", "materialize")
+    stage(root, "-s", "index")
+
+
+def other_version(root: Path, champion: str) -> str:
+    """A registered version other than the champion: the baseline variant's checkpoint if none exists."""
+    from mlflow.tracking import MlflowClient
+
+    from registry.register import register
+    from vlclip.params import load_params, section
+    from vlclip.tracking import MlflowParams, setup, tracking_uri
+
+    os.chdir(root)
+    params = load_params(root / "params.yaml")
+    mp = section(MlflowParams, params, "mlflow")
+    setup(mp)
+    client = MlflowClient(tracking_uri=tracking_uri(mp, root))
+    versions = [v.version for v in client.search_model_versions(f"name = '{mp.model_name}'")]
+    others = sorted((v for v in versions if str(v) != champion), key=int)
+    if others:
+        return str(others[-1])
+    metrics = json.loads((root / "metrics" / "retrieval.json").read_text())["baseline"]
+    return str(register(root / "models" / "baseline", metrics, mp, params["catalog"]["path"])["version"])
+
+
+def reload_phase(root: Path, url: str, level: int, data: dict, champion: str) -> dict:
+    """Mixed load at `level` while another version is published and swapped in."""
+    target = other_version(root, champion)
+    timeline: dict = {}
+
+    def republish():
+        t0 = time.monotonic()
+        publish(root, target)
+        timeline["published_s"] = round(time.monotonic() - t0, 1)
+        timeline["reload"] = httpx.post(f"{url}/admin/reload", timeout=300).json()
+        timeline["swapped_s"] = round(time.monotonic() - t0, 1)
+
+    thread = threading.Thread(target=republish)
+    thread.start()
+    result = asyncio.run(_until(thread, url, level, data))
+    thread.join()
+    return {**result, "target_version": target, **timeline}
+
+
+async def _until(thread: threading.Thread, url: str, level: int, data: dict) -> dict:
+    """Load until the republish thread is done, then 10 s more on the new version."""
+    parts = []
+    while thread.is_alive():
+        parts.append(await hammer(url, ["search", "image", "similar"], level, 5, 10**7, data))
+    parts.append(await hammer(url, ["search", "image", "similar"], level, 10, 10**7, data))
+    versions: dict = {}
+    for p in parts:
+        for v, n in p["versions"].items():
+            versions[v] = versions.get(v, 0) + n
+    return {"concurrency": level, "requests": sum(sum(r["requests"] for r in p["routes"].values()) for p in parts),
+            "errors": sum(p["errors"] for p in parts),
+            "error_kinds": sorted({e for p in parts for e in p["error_kinds"]}),
+            "unnamed": sum(p["unnamed"] for p in parts), "versions": versions,
+            "last_versions": parts[-1]["versions"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default=str(ROOT), help="a project on which `make run` has finished")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--levels", default="1,8,32")
+    ap.add_argument("--seconds", type=float, default=20.0, help="per level and route")
+    ap.add_argument("--max-requests", type=int, default=20000, help="per level and route")
+    ap.add_argument("--reload", action="store_true", help="also publish and swap in another version under load")
+    ap.add_argument("--json", help="write the figures here")
+    args = ap.parse_args(argv)
+    root, url = Path(args.root).resolve(), f"http://127.0.0.1:{args.port}"
+    (root / "reports").mkdir(exist_ok=True)
+    data = payloads(root)
+    probe = httpx.Client(base_url=url, timeout=60)  # a client that waits on /readyz, as a load balancer does
+    proc, ready_s = start(root, probe, args.port)
+    out: dict = {"ready_s": round(ready_s, 1), "levels": []}
+    try:
+        t0 = time.perf_counter()
+        first = probe.post("/search", json={"query": data["queries"][0]})
+        out["first_request_ms"] = round(1000 * (time.perf_counter() - t0), 1)
+        champion = str(first.json()["model_version"])
+        print(f"ready in {ready_s:.1f}s; first /search after ready {out['first_request_ms']} ms (version {champion})")
+        print(f"{'conc':>4} {'route':<8} {'req':>6} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+        for level in (int(x) for x in args.levels.split(",")):
+            for route in ("search", "image", "similar"):
+                r = asyncio.run(hammer(url, [route], level, args.seconds, args.max_requests, data))
+                out["levels"].append({**r, "route": route})
+                s = r["routes"][route]
+                print(f"{level:>4} {route:<8} {s['requests']:>6} {s['rps']:>7} {s['p50_ms']:>8} {s['p99_ms']:>8} "
+                      f"{r['errors']:>6}", flush=True)
+        search = {lv["concurrency"]: lv["routes"]["search"] for lv in out["levels"] if lv["route"] == "search"}
+        low, high = min(search), max(search)
+        out["search_p99_at_max_over_p50_at_1"] = round(search[high]["p99_ms"] / search[low]["p50_ms"], 2)
+        out["first_request_over_warm_p50"] = round(out["first_request_ms"] / search[low]["p50_ms"], 2)
+        print(f"/search p99 at {high} / p50 at {low}: {out['search_p99_at_max_over_p50_at_1']}x; first request / warm "
+              f"p50: {out['first_request_over_warm_p50']}x")
+        if args.reload:
+            r = reload_phase(root, url, high, data, champion)
+            out["reload"] = r
+            print(f"reload under load (concurrency {high}): {r['requests']} requests, {r['errors']} failed, "
+                  f"{r['unnamed']} without a model version; versions answered {r['versions']}; "
+                  f"after the swap {r['last_versions']}; {r.get('reload')}")
+            publish(root, champion)  # restore
+            print(f"restored champion version {champion}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

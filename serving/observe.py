@@ -1,0 +1,88 @@
+"""Prometheus metrics and a structured access log, one middleware for both.
+
+Series (each app has its own registry, so two apps in one process never share counts):
+- vlclip_requests_total{route, method, status}
+- vlclip_request_duration_seconds{route} (histogram)
+- vlclip_request_errors_total{route, status}: responses with status >= 400
+- vlclip_model_info{model_version}: 1 for the version answering now
+- vlclip_ready: 1 once everything is loaded and warmed
+- vlclip_reloads_total{outcome}: swapped | unchanged | refused
+`route` is the route's path template ("/products/{product_id}/similar"), never the raw path.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+access = logging.getLogger("vlclip.access")
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("vlclip_requests", "HTTP requests", ["route", "method", "status"], registry=r)
+        self.latency = Histogram("vlclip_request_duration_seconds", "Request latency", ["route"],
+                                 buckets=BUCKETS, registry=r)
+        self.errors = Counter("vlclip_request_errors", "Responses with status >= 400", ["route", "status"],
+                              registry=r)
+        self.model = Gauge("vlclip_model_info", "Model version answering requests", ["model_version"], registry=r)
+        self.ready = Gauge("vlclip_ready", "1 when loaded and warmed", registry=r)
+        self.reloads = Counter("vlclip_reloads", "Champion reload attempts", ["outcome"], registry=r)
+        self._versions: set[str] = set()
+
+    def serving(self, version: str) -> None:
+        with warnings.catch_warnings():  # Feast's import turns on prometheus multi-process mode, which warns
+            warnings.simplefilter("ignore", UserWarning)
+            for labels in list(self._versions - {version}):
+                self.model.remove(labels)
+        self._versions = {version}
+        self.model.labels(model_version=version).set(1)
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _route(scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+class Observe:
+    """ASGI middleware: counts and times every HTTP request and logs one JSON line per request."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), 500
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self._record(scope, status, time.perf_counter() - t0)
+
+    def _record(self, scope, status: int, seconds: float) -> None:
+        route, method = _route(scope), scope["method"]
+        self.metrics.requests.labels(route, method, str(status)).inc()
+        self.metrics.latency.labels(route).observe(seconds)
+        if status >= 400:
+            self.metrics.errors.labels(route, str(status)).inc()
+        client = scope.get("client") or ("", 0)
+        access.info(json.dumps({
+            "method": method, "route": route, "path": scope["path"][:200], "status": status,
+            "ms": round(seconds * 1000, 2), "model_version": scope.get("state", {}).get("model_version"),
+            "client": client[0]}))

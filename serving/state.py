@@ -1,0 +1,161 @@
+"""What one model version serves from: its encoder, index, Feast features and product table, loaded
+together (`build_state`) and swapped whole on reload (serving.live).
+
+Text and image searches go through batchers (serving.batching), so the encoder runs only on their
+worker threads, once per batch of concurrent queries, and each shard gets one batched query; Edge
+shard and Qdrant client queries are thread-safe (tested); Feast's SQLite online store shares one
+connection, so Feast reads are serialized by a lock.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.backends import IndexParams, Searcher, index_version, open_searcher
+from serving.batching import Batcher
+from serving.features import FeastParams, ProductFeatures
+
+PRODUCT_COLUMNS = ["product_type", "title", "image_path"]
+
+
+@dataclass(frozen=True)
+class ServeParams:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    default_k: int = 10
+    max_json_bytes: int = 65_536          # a JSON request body (a query is a few words)
+    max_upload_bytes: int = 10_000_000    # a multipart image upload
+    max_query_chars: int = 1_000
+    max_upload_pixels: int = 25_000_000   # decoded width x height, read from the header before decoding
+    max_batch: int = 32                   # concurrent queries the encoder runs as one batch
+    reload_poll_s: float = 30.0           # follow the champion alias every this many seconds (0: only on demand)
+
+
+@dataclass(frozen=True)
+class ServicePaths:
+    """Where the stages left what the service reads (taken from dvc.yaml by the caller)."""
+
+    embeddings: Path      # the embed stage's table
+    index: Path | None    # the edge backend's shard directory (the qdrant backend ignores it)
+    feature_repo: Path    # the Feast repository
+
+
+@dataclass
+class ServiceState:
+    """One model version's encoder, index, features and products; swapped whole on reload."""
+
+    encoder: Any                      # vlclip.encoder.Encoder or anything with encode_text / encode_images
+    searcher: Searcher
+    features: ProductFeatures | None  # None: /products/{id}/similar answers 503
+    products: pd.DataFrame            # index product_id; columns product_type, title, image_path
+    model_version: str
+    default_k: int = 10
+    max_batch: int = 32
+    _feast: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self):
+        self._text = Batcher(self._search_texts, self.max_batch, f"search-text-{self.model_version}")
+        self._images = Batcher(self._search_images, self.max_batch, f"search-image-{self.model_version}")
+
+    def search_text(self, query: str, product_type: str | None, k: int) -> Future:
+        """A future of the products whose image is nearest the query text; concurrent queries run as
+        one batch."""
+        return self._text.submit((query, product_type, k))
+
+    def search_image(self, image, product_type: str | None, k: int) -> Future:
+        return self._images.submit((image, product_type, k))
+
+    def _search_texts(self, items: list[tuple]) -> list[list[dict]]:
+        vectors = self.encoder.encode_text([q for q, _, _ in items])  # text tower -> image vectors
+        return self.searcher.search_many(vectors, [t for _, t, _ in items], [k for *_, k in items], using="image")
+
+    def _search_images(self, items: list[tuple]) -> list[list[dict]]:
+        vectors = self.encoder.encode_images([im for im, _, _ in items])
+        return self.searcher.search_many(vectors, [t for _, t, _ in items], [k for *_, k in items], using="image")
+
+    def fused_vector(self, product_id: str) -> np.ndarray | None:
+        with self._feast:
+            return self.features.embedding(product_id, "fused_embedding")
+
+    def close(self) -> None:
+        self._text.close()
+        self._images.close()
+        self.searcher.close()
+
+
+def warm(state: ServiceState) -> None:
+    """One query of each kind, so the first real request pays no lazy load (Feast, thread pools)."""
+    from PIL import Image
+
+    state.search_text("warm up", None, 1).result(60)
+    state.search_image(Image.new("RGB", (32, 32), "gray"), None, 1).result(60)
+    if state.features is not None and len(state.products):
+        fused = state.fused_vector(str(state.products.index[0]))
+        if fused is not None:
+            state.searcher.search(fused, str(state.products["product_type"].iloc[0]), 1, using="fused")
+
+
+def read_products(path: Path, root: Path) -> tuple[pd.DataFrame, str]:
+    """The embed stage's table -> (products indexed by product_id, its model_version)."""
+    table = pd.read_parquet(path, columns=["product_id", *PRODUCT_COLUMNS, "model_version"])
+    versions = sorted(table["model_version"].astype(str).unique())
+    if len(versions) != 1:
+        raise ValueError(f"{path} mixes model versions {versions}")
+    products = table.set_index("product_id")[PRODUCT_COLUMNS].astype(str)
+    products["image_path"] = [p if Path(p).is_absolute() else str(root / p) for p in products["image_path"]]
+    return products, versions[0]
+
+
+def published_versions(params: dict, paths: ServicePaths, root: Path) -> dict[str, str]:
+    """The model version the champion alias, the embeddings table and the index each hold, read
+    cheaply (no model, no shard opened)."""
+    from registry import champion_version
+    from vlclip.params import section
+    from vlclip.tracking import MlflowParams, tracking_uri
+
+    mlflow_params = section(MlflowParams, params, "mlflow")
+    import pyarrow.parquet as pq
+
+    first = pq.ParquetFile(paths.embeddings).read_row_group(0, columns=["model_version"]).column(0)
+    return {"champion": champion_version(tracking_uri(mlflow_params, root), mlflow_params.model_name),
+            "embeddings": str(first[0]) if len(first) else "",
+            "index": index_version(section(IndexParams, params, "index"), paths.index)}
+
+
+def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
+    """Load the champion encoder, the index, Feast and the product table; refuse to serve when the
+    encoder, the index and the embeddings come from different model versions (queries would be
+    embedded in a different space than the index), checked before anything heavy is loaded. `root`
+    anchors a relative SQLite tracking URI and relative image paths."""
+    from registry import load_encoder_uri
+    from vlclip.params import section
+    from vlclip.tracking import MlflowParams, tracking_uri
+
+    root = Path(root)
+    versions = published_versions(params, paths, root)
+    if len(set(versions.values())) != 1:
+        raise RuntimeError(f"model versions disagree {versions}; rerun embed, materialize and index")
+    index_params, serve = section(IndexParams, params, "index"), section(ServeParams, params, "serve")
+    mlflow_params, feast = section(MlflowParams, params, "mlflow"), section(FeastParams, params, "feast")
+    version = versions["champion"]
+    searcher = open_searcher(index_params, paths.index)  # fails fast when another process holds the shards
+    try:
+        encoder = load_encoder_uri(f"models:/{mlflow_params.model_name}/{version}", tracking_uri(mlflow_params, root))
+        products, table_version = read_products(paths.embeddings, root)
+        if {table_version, str(searcher.model_version)} != {version}:  # republished while loading
+            raise RuntimeError(f"model versions changed while loading: champion {version}, embeddings "
+                               f"{table_version}, index {searcher.model_version}")
+    except BaseException:
+        searcher.close()
+        raise
+    features = ProductFeatures(paths.feature_repo, feast.config)
+    return ServiceState(encoder=encoder, searcher=searcher, features=features, products=products,
+                        model_version=str(version), default_k=serve.default_k, max_batch=serve.max_batch)
+
+

@@ -1,0 +1,77 @@
+"""Safe writes to the Feast online store, on SQLite and on the real Redis of this machine: an older
+publication never replaces a newer one, and vectors no store may hold are refused by product id."""
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.features import ProductFeatures
+from serving.materialize import materialize
+
+ROOT = Path(__file__).resolve().parents[2]
+DIM = 16
+
+
+def _repo(tmp_path: Path, online: str) -> Path:
+    repo = tmp_path / "feature_repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "feature_repo" / "definitions.py", repo)
+    store = ("  type: sqlite\n  path: data/online.db\n" if online == "sqlite"
+             else "  type: redis\n  connection_string: \"127.0.0.1:6379\"\n")
+    project = f"vlclip_{uuid.uuid4().hex[:8]}"  # own key space in the shared Redis
+    (repo / "feature_store.yaml").write_text(
+        f"project: {project}\nprovider: local\nregistry: data/registry.db\nonline_store:\n{store}"
+        "offline_store:\n  type: file\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n")
+    return repo
+
+
+def _table(seed: int, version: str, n: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    unit = lambda: list((v := rng.standard_normal(DIM).astype(np.float32)) / np.linalg.norm(v))  # noqa: E731
+    return pd.DataFrame({"product_id": [f"P{i}" for i in range(n)], "product_type": ["mug", "hat"] * (n // 2),
+                         "title": [f"t{i}" for i in range(n)], "image_path": ["x"] * n,
+                         "image_embedding": [unit() for _ in range(n)], "text_embedding": [unit() for _ in range(n)],
+                         "fused_embedding": [unit() for _ in range(n)], "model_version": version,
+                         "event_timestamp": pd.Timestamp(datetime.now(UTC).replace(microsecond=0))})
+
+
+@pytest.mark.parametrize("online", ["sqlite", "redis"])
+def test_an_older_publication_never_replaces_a_newer_one(tmp_path, online):
+    repo = _repo(tmp_path, online)
+    (tmp_path / "data" / "embeddings").mkdir(parents=True)
+    new, old = _table(1, "2"), _table(2, "1")
+    new.to_parquet(tmp_path / "data" / "embeddings" / "products.parquet")
+    now = datetime.now(UTC).replace(microsecond=0)
+    assert materialize(repo, "feature_store.yaml", new, sample=12, at=now)["online_store"] == online
+    with pytest.raises(RuntimeError, match=r"newer events .* for 12 product\(s\) \['P0', 'P1'"):
+        materialize(repo, "feature_store.yaml", old, sample=12, at=now - timedelta(hours=1))
+    feats = ProductFeatures(repo)
+    for i in (0, 7, 11):
+        np.testing.assert_allclose(feats.embedding(f"P{i}"), new["fused_embedding"][i], atol=1e-6)
+    assert set(feats.lookup(["P3"])["model_version"]) == {"2"}
+    later = materialize(repo, "feature_store.yaml", old, sample=12, at=now + timedelta(hours=1))
+    assert later["model_version"] == "1"  # a later publication (a rollback) does replace it
+    np.testing.assert_allclose(feats.embedding("P7"), old["fused_embedding"][7], atol=1e-6)
+
+
+@pytest.mark.parametrize("online", ["sqlite", "redis"])
+def test_bad_vectors_are_refused_by_product_before_any_write(tmp_path, online):
+    repo = _repo(tmp_path, online)
+    (tmp_path / "data" / "embeddings").mkdir(parents=True)
+    table = _table(3, "1")
+    table.to_parquet(tmp_path / "data" / "embeddings" / "products.parquet")
+    table.at[2, "fused_embedding"] = [float("nan")] * DIM
+    table.at[4, "image_embedding"] = [0.0] * DIM
+    table.at[5, "text_embedding"] = [1.0] * (DIM + 1)
+    table.at[6, "fused_embedding"] = [float("inf")] + [0.0] * (DIM - 1)
+    with pytest.raises(ValueError) as err:
+        materialize(repo, "feature_store.yaml", table, sample=12)
+    message = str(err.value)
+    assert "fused_embedding: NaN or infinite for 2 product(s) ['P2', 'P6']" in message
+    assert "image_embedding: zero norm for 1 product(s) ['P4']" in message
+    assert f"text_embedding: not {DIM}-dimensional for 1 product(s) ['P5']" in message
+    assert not (repo / "data" / "registry.db").exists()  # refused before Feast was touched
