@@ -62,11 +62,14 @@ def request(client: httpx.AsyncClient, route: str, data: dict, i: int):
     return client.get(f"/products/{data['ids'][i % len(data['ids'])]}/similar", params={"k": 10})
 
 
-async def hammer(url: str, routes: list[str], concurrency: int, seconds: float, max_requests: int, data: dict) -> dict:
-    """`concurrency` workers send requests back to back (cycling `routes`) until time or count runs out."""
+async def hammer(url: str, routes: list[str], concurrency: int, seconds: float, max_requests: int, data: dict,
+                 warmup_s: float = 2.0) -> dict:
+    """`concurrency` workers send requests back to back (cycling `routes`) until time or count runs out.
+    Latencies count from `warmup_s` on (the first wave opens the connections); errors always count."""
     lat: dict[str, list[float]] = {r: [] for r in routes}
     errors, versions, unnamed, count = [], {}, 0, 0
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    deadline, measured_from = start + warmup_s + seconds, start + warmup_s
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     async def worker(w: int, client: httpx.AsyncClient):
@@ -74,13 +77,14 @@ async def hammer(url: str, routes: list[str], concurrency: int, seconds: float, 
         while time.monotonic() < deadline and count < max_requests:
             i, route = count, routes[count % len(routes)]
             count += 1
-            t0 = time.perf_counter()
+            t0, counted = time.perf_counter(), time.monotonic() >= measured_from
             try:
                 res = await request(client, route, data, i * 7 + w)
             except httpx.HTTPError as exc:
                 errors.append(f"{route}: {type(exc).__name__}")
                 continue
-            lat[route].append(time.perf_counter() - t0)
+            if counted:
+                lat[route].append(time.perf_counter() - t0)
             if res.status_code != 200:
                 errors.append(f"{route}: {res.status_code}")
                 continue
@@ -88,11 +92,11 @@ async def hammer(url: str, routes: list[str], concurrency: int, seconds: float, 
             unnamed += version is None
             versions[str(version)] = versions.get(str(version), 0) + 1
 
-    t0 = time.monotonic()
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         await asyncio.gather(*(worker(w, client) for w in range(concurrency)))
-    wall = time.monotonic() - t0
+    wall = time.monotonic() - measured_from
     per_route = {r: {"requests": len(v), "rps": round(len(v) / wall, 1),
+                     "p90_ms": round(1000 * float(np.percentile(v, 90)), 1) if v else None,
                      "p50_ms": round(1000 * float(np.percentile(v, 50)), 1) if v else None,
                      "p99_ms": round(1000 * float(np.percentile(v, 99)), 1) if v else None} for r, v in lat.items()}
     return {"concurrency": concurrency, "seconds": round(wall, 1), "errors": len(errors),
@@ -163,7 +167,8 @@ async def _until(thread: threading.Thread, url: str, level: int, data: dict) -> 
     for p in parts:
         for v, n in p["versions"].items():
             versions[v] = versions.get(v, 0) + n
-    return {"concurrency": level, "requests": sum(sum(r["requests"] for r in p["routes"].values()) for p in parts),
+    answered = sum(n for p in parts for n in p["versions"].values())
+    return {"concurrency": level, "requests": answered + sum(p["errors"] for p in parts),
             "errors": sum(p["errors"] for p in parts),
             "error_kinds": sorted({e for p in parts for e in p["error_kinds"]}),
             "unnamed": sum(p["unnamed"] for p in parts), "versions": versions,

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from serving.limits import BodyLimit, check_query, decode_upload, install_error_handlers, short
 from serving.live import Live, NotReady
-from serving.observe import Metrics, Observe
+from serving.observe import WARMUP_HEADER, Metrics, Observe
 from serving.state import ServeParams, ServicePaths, ServiceState, build_state, read_products, warm
 
 __all__ = ["ServeParams", "ServicePaths", "ServiceState", "build_state", "create_app", "read_products", "run"]
@@ -175,7 +175,8 @@ def create_app(load_state: Callable[[], ServiceState], limits: ServeParams | Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.live = Live(load_state, warm, probe, on_swap=swapped, on_fail=on_fail)
+        app.state.live = Live(load_state, warm, probe, on_swap=swapped, on_fail=on_fail,
+                              after_publish=lambda: warm_routes(app))
         app.state.live.start(limits.reload_poll_s)
         _on_sighup(app.state.live)
         try:
@@ -190,6 +191,31 @@ def create_app(load_state: Callable[[], ServiceState], limits: ServeParams | Non
     app.add_middleware(BodyLimit, max_bytes=limits.max_json_bytes, max_upload_bytes=limits.max_upload_bytes)
     app.add_middleware(Observe, metrics=metrics)
     return app
+
+
+def warm_routes(app: FastAPI, rounds: int = 3) -> None:
+    """A few requests of each kind through the app's own stack (routing, validation, middleware,
+    serialization), in process, so the first request from outside pays for none of it."""
+    from fastapi.testclient import TestClient
+
+    with app.state.live.use() as st:
+        product = str(st.products.index[0]) if len(st.products) else "none"
+    # no `with`: the lifespan is not run again; the header keeps these out of metrics and the access log
+    client, png = TestClient(app, headers={WARMUP_HEADER.decode(): "1"}), _gray_png()
+    for _ in range(rounds):
+        client.post("/search", json={"query": "warm up"})
+        client.post("/search/image", files={"file": ("w.png", png, "image/png")})
+        client.get(f"/products/{product}/similar")
+
+
+def _gray_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "gray").save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _on_sighup(live: Live) -> None:
@@ -224,6 +250,7 @@ def run(params: dict, paths: ServicePaths, root: Path, host: str, port: int) -> 
     server: list[uvicorn.Server] = []
     app = create_app(lambda: build_state(params, paths, root), serve, probe,
                      on_fail=lambda reason: setattr(server[0], "should_exit", True))
-    server.append(uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False)))
+    server.append(uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False,
+                                                timeout_keep_alive=serve.keep_alive_s)))
     server[0].run()
     return 1 if app.state.live.status == "failed" else 0

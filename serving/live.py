@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -27,11 +28,12 @@ class NotReady(Exception):
 class Live:
     def __init__(self, load: Callable[[], Any], warm: Callable[[Any], None], probe: Callable[[], str] | None = None,
                  on_swap: Callable[[Any], None] = lambda state: None,
-                 on_fail: Callable[[str], None] = lambda reason: None):
+                 on_fail: Callable[[str], None] = lambda reason: None,
+                 after_publish: Callable[[], None] = lambda: None):
         """load() -> a state with .model_version and .close(); warm(state) runs one query of each
         kind; probe() -> the champion's version now (cheap), used by polling."""
         self._load, self._warm, self._probe = load, warm, probe
-        self._on_swap, self._on_fail = on_swap, on_fail
+        self._on_swap, self._on_fail, self._after_publish = on_swap, on_fail, after_publish
         self._lock, self._reload_lock = threading.Lock(), threading.Lock()
         self._state: Any = None
         self._borrowed: dict[int, int] = {}
@@ -41,7 +43,7 @@ class Live:
 
     @property
     def ready(self) -> bool:
-        return self._state is not None
+        return self.status == "ready"
 
     @property
     def model_version(self) -> str | None:
@@ -64,6 +66,10 @@ class Live:
             self._on_fail(self.reason)
             return
         self._publish(state)
+        try:
+            self._after_publish()  # e.g. requests through the app itself; a failure here is not fatal
+        except Exception as exc:  # noqa: BLE001
+            log.warning("warm-up through the app failed: %s", exc)
         self.status = "ready"
         log.info("service ready: model version %s in %.1fs", state.model_version, time.perf_counter() - t0)
         if poll_s > 0 and self._probe is not None:
@@ -75,6 +81,12 @@ class Live:
             old, self._state = self._state, state
             if old is not None:
                 self._retire(old)
+        # Everything loaded so far (libraries, model, tables) lives as long as the state: keep it out of
+        # the cyclic collector's full passes, which otherwise stall every request now and then. A reload
+        # unfreezes first, so what an earlier version left behind can still be collected.
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         self._on_swap(state)
 
     def _retire(self, old) -> None:

@@ -19,6 +19,7 @@ import warnings
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 access = logging.getLogger("vlclip.access")
+WARMUP_HEADER = b"x-vlclip-warmup"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -73,7 +74,8 @@ class Observe:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self._record(scope, status, time.perf_counter() - t0)
+            if (WARMUP_HEADER, b"1") not in scope.get("headers", ()):  # the service's own warm-up is not traffic
+                self._record(scope, status, time.perf_counter() - t0)
 
     def _record(self, scope, status: int, seconds: float) -> None:
         route, method = _route(scope), scope["method"]

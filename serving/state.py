@@ -35,6 +35,7 @@ class ServeParams:
     max_upload_pixels: int = 25_000_000   # decoded width x height, read from the header before decoding
     max_batch: int = 32                   # concurrent queries the encoder runs as one batch
     reload_poll_s: float = 30.0           # follow the champion alias every this many seconds (0: only on demand)
+    keep_alive_s: float = 75.0            # idle keep-alive connections live this long (above a balancer's idle timeout)
 
 
 @dataclass(frozen=True)
