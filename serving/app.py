@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from serving.limits import BodyLimit, check_query, decode_upload, install_error_handlers, short
 from serving.live import Live, NotReady
 from serving.observe import WARMUP_HEADER, Metrics, Observe
-from serving.state import ServeParams, ServicePaths, ServiceState, build_state, read_products, warm
+from serving.state import ServeParams, ServicePaths, ServiceState, build_state, champion, read_products, warm
 
 __all__ = ["ServeParams", "ServicePaths", "ServiceState", "build_state", "create_app", "read_products", "run"]
 
@@ -107,17 +107,9 @@ def reload(request: Request) -> dict:
 @router.post("/search")
 async def search(body: SearchBody, st: State, request: Request) -> dict:
     limits: ServeParams = request.app.state.limits
-    query = check_query(body.query, limits.max_query_chars, _token_counter(st), _context(st))
+    query = check_query(body.query, limits.max_query_chars, st.encoder.count_tokens, st.encoder.context_length)
     product_type = _check_type(st, body.product_type)
     return _results(st, await asyncio.wrap_future(st.search_text(query, product_type, body.k or st.default_k)))
-
-
-def _token_counter(st: ServiceState) -> Callable[[str], int]:
-    return getattr(st.encoder, "count_tokens", lambda text: 0)
-
-
-def _context(st: ServiceState) -> int:
-    return int(getattr(st.encoder, "context_length", 10**9))
 
 
 @router.post("/search/image")
@@ -239,16 +231,13 @@ def run(params: dict, paths: ServicePaths, root: Path, host: str, port: int) -> 
     """Serve until stopped; -> 1 when the first load fails (the reason is logged, no stack trace)."""
     import uvicorn
 
-    from registry import champion_version
     from vlclip.params import section
-    from vlclip.tracking import MlflowParams, tracking_uri
 
     _logging()
     root = Path(root)
-    serve, mlflow_params = section(ServeParams, params, "serve"), section(MlflowParams, params, "mlflow")
-    probe = lambda: champion_version(tracking_uri(mlflow_params, root), mlflow_params.model_name)  # noqa: E731
+    serve = section(ServeParams, params, "serve")
     server: list[uvicorn.Server] = []
-    app = create_app(lambda: build_state(params, paths, root), serve, probe,
+    app = create_app(lambda: build_state(params, paths, root), serve, lambda: champion(params, root),
                      on_fail=lambda reason: setattr(server[0], "should_exit", True))
     server.append(uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False,
                                                 timeout_keep_alive=serve.keep_alive_s)))

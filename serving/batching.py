@@ -2,9 +2,9 @@
 
 Request threads hand an item to a `Batcher` and wait; one worker thread takes whatever has queued
 meanwhile (up to `max_batch`; it never waits for more, so a lone request pays nothing) and runs the
-model once. Under load the
-model sees a few large batches instead of many single items fighting over two cores, and every
-forward pass runs on the worker thread, so the encoder is never called from two threads at once.
+model once. Under load the model sees a few large batches instead of many single items fighting over
+two cores, and every forward pass runs on the worker thread, so the encoder is never called from two
+threads at once.
 """
 from __future__ import annotations
 

@@ -51,7 +51,8 @@ class ServicePaths:
 class ServiceState:
     """One model version's encoder, index, features and products; swapped whole on reload."""
 
-    encoder: Any                      # vlclip.encoder.Encoder or anything with encode_text / encode_images
+    encoder: Any                      # vlclip.encoder.Encoder or anything with its encode_text, encode_images,
+                                      # count_tokens and context_length
     searcher: Searcher
     features: ProductFeatures | None  # None: /products/{id}/similar answers 503
     products: pd.DataFrame            # index product_id; columns product_type, title, image_path
@@ -61,8 +62,11 @@ class ServiceState:
     _feast: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
-        self._text = Batcher(self._search_texts, self.max_batch, f"search-text-{self.model_version}")
-        self._images = Batcher(self._search_images, self.max_batch, f"search-image-{self.model_version}")
+        # the encoder is looked up per batch, not bound here
+        self._text = Batcher(lambda items: self._search(self.encoder.encode_text, items), self.max_batch,
+                             f"search-text-{self.model_version}")
+        self._images = Batcher(lambda items: self._search(self.encoder.encode_images, items), self.max_batch,
+                               f"search-image-{self.model_version}")
 
     def search_text(self, query: str, product_type: str | None, k: int) -> Future:
         """A future of the products whose image is nearest the query text; concurrent queries run as
@@ -72,13 +76,10 @@ class ServiceState:
     def search_image(self, image, product_type: str | None, k: int) -> Future:
         return self._images.submit((image, product_type, k))
 
-    def _search_texts(self, items: list[tuple]) -> list[list[dict]]:
-        vectors = self.encoder.encode_text([q for q, _, _ in items])  # text tower -> image vectors
-        return self.searcher.search_many(vectors, [t for _, t, _ in items], [k for *_, k in items], using="image")
-
-    def _search_images(self, items: list[tuple]) -> list[list[dict]]:
-        vectors = self.encoder.encode_images([im for im, _, _ in items])
-        return self.searcher.search_many(vectors, [t for _, t, _ in items], [k for *_, k in items], using="image")
+    def _search(self, encode, items: list[tuple]) -> list[list[dict]]:
+        """(query text or image, product type, k) per request -> hits; both towers land on image vectors."""
+        queries, types, ks = zip(*items)
+        return self.searcher.search_many(encode(list(queries)), list(types), list(ks), using="image")
 
     def fused_vector(self, product_id: str) -> np.ndarray | None:
         with self._feast:
@@ -113,18 +114,25 @@ def read_products(path: Path, root: Path) -> tuple[pd.DataFrame, str]:
     return products, versions[0]
 
 
-def published_versions(params: dict, paths: ServicePaths, root: Path) -> dict[str, str]:
-    """The model version the champion alias, the embeddings table and the index each hold, read
-    cheaply (no model, no shard opened)."""
+def champion(params: dict, root: Path) -> str:
+    """The model version the registry's champion alias points at now (one query, nothing loaded)."""
     from registry import champion_version
     from vlclip.params import section
     from vlclip.tracking import MlflowParams, tracking_uri
 
     mlflow_params = section(MlflowParams, params, "mlflow")
+    return champion_version(tracking_uri(mlflow_params, root), mlflow_params.model_name)
+
+
+def published_versions(params: dict, paths: ServicePaths, root: Path) -> dict[str, str]:
+    """The model version the champion alias, the embeddings table and the index each hold, read
+    cheaply (no model, no shard opened)."""
     import pyarrow.parquet as pq
 
+    from vlclip.params import section
+
     first = pq.ParquetFile(paths.embeddings).read_row_group(0, columns=["model_version"]).column(0)
-    return {"champion": champion_version(tracking_uri(mlflow_params, root), mlflow_params.model_name),
+    return {"champion": champion(params, root),
             "embeddings": str(first[0]) if len(first) else "",
             "index": index_version(section(IndexParams, params, "index"), paths.index)}
 

@@ -128,10 +128,7 @@ class EdgeSearcher(Searcher):
     def __init__(self, path: Path, hnsw_ef: int):
         from qdrant_edge import EdgeShard
 
-        manifest_file = Path(path) / MANIFEST
-        if not manifest_file.exists():
-            raise FileNotFoundError(f"no index manifest at {manifest_file}; run the index stage")
-        self.manifest = json.loads(manifest_file.read_text())
+        self.manifest = read_manifest(path)
         self._shards = {}
         for t, d in self.manifest["types"].items():
             try:
@@ -163,11 +160,15 @@ class EdgeSearcher(Searcher):
         self._shards = {}
 
 
-def manifest_version(path: Path) -> str:
+def read_manifest(path: Path) -> dict:
     manifest_file = Path(path) / MANIFEST
     if not manifest_file.exists():
         raise FileNotFoundError(f"no index manifest at {manifest_file}; run the index stage")
-    return str(json.loads(manifest_file.read_text())["model_version"])
+    return json.loads(manifest_file.read_text())
+
+
+def manifest_version(path: Path) -> str:
+    return str(read_manifest(path)["model_version"])
 
 
 def open_edge(params: IndexParams, path: Path) -> EdgeSearcher:

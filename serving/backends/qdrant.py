@@ -139,35 +139,35 @@ class QdrantSearcher(Searcher):
         aliases = current_aliases(client)
         if not aliases:
             raise RuntimeError(f"no {ALIAS_PREFIX}* aliases on the Qdrant server; run the index stage")
-        self._aliases: dict[str, str] = {}  # product type -> pinned collection
+        self._collections: dict[str, str] = {}  # product type -> pinned collection
         versions, dims = set(), set()
         for alias, collection in aliases.items():
             config = client.get_collection(collection).config
             meta = config.metadata or {}
             if "product_type" not in meta:
                 raise RuntimeError(f"collection behind alias {alias} has no product_type metadata")
-            self._aliases[meta["product_type"]] = collection
+            self._collections[meta["product_type"]] = collection
             versions.add(str(meta.get("model_version")))
             dims.add(config.params.vectors["image"].size)
         if len(versions) != 1 or len(dims) != 1:
             raise RuntimeError(f"aliased collections disagree: model versions {versions}, dims {dims}")
-        super().__init__(list(self._aliases), versions.pop(), dims.pop(), hnsw_ef)
+        super().__init__(list(self._collections), versions.pop(), dims.pop(), hnsw_ef)
 
     def _ids(self, product_type, vectors, ks, using, exact):
         from qdrant_client import models
 
         params = models.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)
-        res = self.client.query_batch_points(self._aliases[product_type], requests=[
+        res = self.client.query_batch_points(self._collections[product_type], requests=[
             models.QueryRequest(query=v, using=using, limit=k, with_payload=False, params=params)
             for v, k in zip(vectors.tolist(), ks)])
         return [[(p.id, p.score) for p in r.points] for r in res]
 
     def _payloads(self, product_type, point_ids):
-        records = self.client.retrieve(self._aliases[product_type], ids=point_ids, with_payload=True)
+        records = self.client.retrieve(self._collections[product_type], ids=point_ids, with_payload=True)
         return {r.id: r.payload for r in records}
 
     def count(self, product_type: str) -> int:
-        return int(self.client.count(self._aliases[product_type], exact=True).count)
+        return int(self.client.count(self._collections[product_type], exact=True).count)
 
 
 def aliased_version(client) -> str:

@@ -4,12 +4,11 @@ import resource
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.unit.service_world import wait_ready_http
 from vlclip.sandbox import copy_project, merge, project_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,18 +69,11 @@ def serving(project: Path, start_timeout_s: float = 120.0):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "vlclip.cli", "serve", "--port", str(port)], cwd=project,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + start_timeout_s
+    url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("service did not start: " + proc.stdout.read()[-3000:])
-            time.sleep(0.5)
+        if not wait_ready_http(url, proc, start_timeout_s):
+            proc.kill()
+            pytest.fail("service did not start: " + proc.stdout.read()[-3000:])
         yield url
     finally:
         proc.terminate()

@@ -156,29 +156,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready_http(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Poll `url`/readyz until it answers 200 (True), or `proc` exits or the time runs out (False)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 @contextmanager
 def serve_world(root: Path, timeout_s: float = 180.0):
     """Build a world under `root` and serve it from a uvicorn subprocess; -> (url, pid) once ready.
     The timeout covers building a Feast repo and an index on a loaded 2-core CI machine."""
-    import httpx
-
     here = Path(__file__).resolve().parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), str(here.parents[1])])}
     port = _free_port()
     proc = subprocess.Popen([sys.executable, str(here / "service_world.py"), str(root), str(port)],
                             cwd=here.parents[1], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout_s
+    url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"service did not get ready: {proc.stdout.read().decode()[-3000:]}")
-            time.sleep(0.5)
+        if not wait_ready_http(url, proc, timeout_s):
+            proc.kill()
+            raise RuntimeError(f"service did not get ready: {proc.stdout.read().decode()[-3000:]}")
         yield url, proc.pid
     finally:
         proc.terminate()
