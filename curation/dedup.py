@@ -12,7 +12,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from curation.hamming import groups as groups_of
+from vlclip.cache import RowCache, code_digest, digest, file_digest
 from vlclip.params import load_params, section
+from vlclip.progress import Progress
 
 SPLIT_RANK = {"test": 0, "val": 1, "train": 2}
 
@@ -39,34 +42,11 @@ def phash_bits(path: str, hash_size: int) -> np.ndarray:
         return imagehash.phash(upright_rgb(im), hash_size=hash_size).hash.flatten()
 
 
-def duplicate_groups(bits: np.ndarray, max_distance: int, chunk: int = 1024) -> np.ndarray:
-    """bits (n, b) bool -> group label per row; rows within `max_distance` Hamming bits are joined
-    transitively (union-find). Distances are computed in row chunks to bound memory at n x chunk."""
-    n = len(bits)
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    b = bits.astype(np.int16)
-    for start in range(0, n, chunk):
-        block = b[start:start + chunk]                                   # (c, b)
-        dist = block @ (1 - b).T + (1 - block) @ b.T                     # (c, n) Hamming distances
-        for i, j in zip(*np.nonzero(dist <= max_distance)):
-            a, c = find(start + i), find(j)
-            if a != c:
-                parent[max(a, c)] = min(a, c)
-    return np.array([find(i) for i in range(n)])
-
-
 def dedup(products: pd.DataFrame, bits: np.ndarray, max_distance: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """-> (kept products, group table). Within a group the keeper is the held-out-most product
     (test, then val, then train) so a copy in training can't leak a test image; ties go to the row
     that came first in the catalog (every row here passed ingest's checks)."""
-    labels = duplicate_groups(bits, max_distance)
+    labels = groups_of(bits, max_distance)  # sub-quadratic: multi-index hashing (curation/hamming.py)
     df = products.assign(_group=labels, _rank=products["split"].map(SPLIT_RANK), _order=np.arange(len(products)))
     df = df.sort_values(["_group", "_rank", "_order"], kind="stable")
     df["kept"] = ~df.duplicated("_group")
@@ -76,33 +56,62 @@ def dedup(products: pd.DataFrame, bits: np.ndarray, max_distance: int) -> tuple[
     return kept.reset_index(drop=True), groups.reset_index(drop=True)
 
 
+def hashes(paths: list[str], hash_size: int, cache: RowCache) -> tuple[np.ndarray, list[str]]:
+    """-> (pHash bits per image, each image's cache key). Keyed by the file's bytes, so an image
+    hashed by an earlier run is not decoded again."""
+    base = digest("dedup", hash_size, code_digest(Path(__file__)))
+    keys = [digest(base, file_digest(p)) for p in paths]
+    known = cache.get_many(keys)
+    rows, made, progress = [], {}, Progress("dedup: hashing", len(paths))
+    for path, key in zip(paths, keys):
+        if key in known:
+            rows.append(np.unpackbits(np.frombuffer(known[key], np.uint8))[:hash_size ** 2].astype(bool))
+        else:
+            rows.append(phash_bits(path, hash_size))
+            made[key] = np.packbits(rows[-1]).tobytes()
+        progress.add()
+    cache.put_many(made)
+    return np.stack(rows) if rows else np.zeros((0, hash_size ** 2), bool), keys
+
+
+def store_upright(src: str, dst: Path, key: str, cache: RowCache) -> None:
+    """The image as an upright RGB JPEG, so every later stage reads one format (from the cache when
+    this image was stored before)."""
+    if not cache.place_file(key, ".jpg", dst):
+        with Image.open(src) as im:
+            upright_rgb(im).save(dst, quality=95)
+        cache.keep_file(key, ".jpg", dst)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--products", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cache", help="per-image hashes and stored images kept across runs")
     args = ap.parse_args(argv)
     params = section(DedupParams, load_params(args.params), "dedup")
     products = pd.read_parquet(args.products)
-    bits = np.stack([phash_bits(p, params.hash_size) for p in products["image_path"]])
-    products["phash"] = [np.packbits(row).tobytes().hex() for row in bits]
-    kept, groups = dedup(products, bits, params.max_distance)
-    out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "images").mkdir(parents=True)
-    new_paths = []
-    for pid, src in zip(kept["product_id"], kept["image_path"]):
-        dst = out / "images" / f"{_safe(pid)}.jpg"
-        with Image.open(src) as im:  # normalised to an upright RGB JPEG so every later stage reads one format
-            upright_rgb(im).save(dst, quality=95)
-        new_paths.append(str(dst))
+    with RowCache(args.cache) as cache:
+        bits, keys = hashes(products["image_path"].tolist(), params.hash_size, cache)
+        products["phash"] = [np.packbits(row).tobytes().hex() for row in bits]
+        kept, groups = dedup(products.assign(_key=keys), bits, params.max_distance)
+        out = Path(args.out)
+        if out.exists():
+            shutil.rmtree(out)
+        (out / "images").mkdir(parents=True)
+        new_paths = []
+        for pid, src, key in zip(kept["product_id"], kept["image_path"], kept.pop("_key")):
+            new_paths.append(str(out / "images" / f"{_safe(pid)}.jpg"))
+            store_upright(src, Path(new_paths[-1]), key, cache)
+        cache.retain_used()
     kept["image_path"] = new_paths
     kept.to_parquet(out / "products.parquet", index=False)
     groups.to_csv(out / "groups.csv", index=False)
     dropped = len(products) - len(kept)
     print(f"dedup: {len(products)} images -> {len(kept)} kept; {dropped} near-duplicates dropped "
-          f"in {groups['group'].nunique() if len(groups) else 0} groups (pHash, distance <= {params.max_distance})")
+          f"in {groups['group'].nunique() if len(groups) else 0} groups (pHash, distance <= {params.max_distance}); "
+          f"hashes {cache.report()}")
     return 0
 
 

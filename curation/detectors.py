@@ -41,6 +41,8 @@ class GroundingDinoParams:
     model: str = "IDEA-Research/grounding-dino-tiny"
     box_threshold: float = 0.25
     text_threshold: float = 0.25
+    device: str = "auto"   # auto | cpu | cuda
+    amp: str = "bf16"      # autocast on CUDA: bf16 | fp16 | none
 
 
 def prompts(product_type: str, synonyms: dict[str, list[str]]) -> list[str]:
@@ -48,7 +50,18 @@ def prompts(product_type: str, synonyms: dict[str, list[str]]) -> list[str]:
     return [product_type.replace("_", " "), *synonyms.get(product_type, [])]
 
 
-class Salient:
+class Detector:
+    """A grounding backend. `detect_batch(images, product_types)` -> one (box, score) per image is the
+    interface the stage calls; a backend defines it, or only `detect` for one image at a time."""
+
+    def detect(self, image: Image.Image, product_type: str) -> tuple[np.ndarray, float]:
+        return self.detect_batch([image], [product_type])[0]
+
+    def detect_batch(self, images: list[Image.Image], types: list[str]) -> list[tuple[np.ndarray, float]]:
+        return [self.detect(im, t) for im, t in zip(images, types)]
+
+
+class Salient(Detector):
     def __init__(self, params: WindowParams):
         self.params = params
         self.grid = windows(params.scales, params.aspect_ratios, params.stride)
@@ -78,7 +91,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(min(grid, key=nll))
 
 
-class ClipWindows:
+class ClipWindows(Detector):
     """p(this product's type | window) among all the catalog's types, at a calibrated temperature."""
 
     def __init__(self, encoder, types: list[str], params: ClipWindowParams, windows_: WindowParams,
@@ -108,49 +121,68 @@ class ClipWindows:
         return self.temperature, float((logits.argmax(1) == labels).mean())
 
     def _features(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
-        """Crop every box and resize to the model's input with one roi_align call; -> (K, D)."""
+        """-> (K, D) CLIP features of the image cut at each box."""
+        return np.asarray(self.encoder.encode_pixels(self._crops(image, boxes), self.params.batch_size))
+
+    def _crops(self, image: Image.Image, boxes: np.ndarray) -> torch.Tensor:
+        """Crop every box and resize to the model's input with one roi_align call; -> (K, 3, S, S)."""
         from torchvision.ops import roi_align
 
         x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
         h, w = x.shape[1:]
         rois = torch.from_numpy(boxes * np.array([w, h, w, h], dtype=np.float32))
         rois = torch.cat([torch.zeros(len(rois), 1), rois], 1)                  # (K, 5): batch idx + box
-        crops = (roi_align(x[None], rois, output_size=self.size, aligned=True) - self.mean) / self.std
-        return np.asarray(self.encoder.encode_pixels(crops, self.params.batch_size))
+        return (roi_align(x[None], rois, output_size=self.size, aligned=True) - self.mean) / self.std
 
-    def detect(self, image: Image.Image, product_type: str) -> tuple[np.ndarray, float]:
-        if product_type not in self.row:
-            raise ValueError(f"product type {product_type!r} was not given to the detector")
-        boxes, _ = top_proposals(image, self.grid, self.params.top_proposals, ring=self.windows.ring)
-        boxes = np.concatenate([boxes, np.array([[0, 0, 1, 1]], dtype=np.float32)])
-        logits = torch.from_numpy(self._features(image, boxes)) @ self.text.T * (self.scale / self.temperature)
-        probs = logits.softmax(dim=1)[:, self.row[product_type]].numpy()            # (K,)
-        best = int(probs.argmax())
-        return boxes[best], float(probs[best])
+    def detect_batch(self, images: list[Image.Image], types: list[str]) -> list[tuple[np.ndarray, float]]:
+        """Proposals per image, then one CLIP pass over every window of the batch."""
+        for t in types:
+            if t not in self.row:
+                raise ValueError(f"product type {t!r} was not given to the detector")
+        full = np.array([[0, 0, 1, 1]], dtype=np.float32)
+        boxes = [np.concatenate([top_proposals(im, self.grid, self.params.top_proposals, ring=self.windows.ring)[0],
+                                 full]) for im in images]
+        crops = torch.cat([self._crops(im, b) for im, b in zip(images, boxes)])
+        feats = torch.from_numpy(np.asarray(self.encoder.encode_pixels(crops, self.params.batch_size)))
+        probs = (feats @ self.text.T * (self.scale / self.temperature)).softmax(dim=1)
+        out, start = [], 0
+        for b, t in zip(boxes, types):
+            p = probs[start:start + len(b), self.row[t]].numpy()                    # (K,)
+            start += len(b)
+            best = int(p.argmax())
+            out.append((b[best], float(p[best])))
+        return out
 
 
-class GroundingDino:
-    def __init__(self, params: GroundingDinoParams, synonyms: dict[str, list[str]] | None = None,
-                 device: str = "cpu"):
+class GroundingDino(Detector):
+    def __init__(self, params: GroundingDinoParams, synonyms: dict[str, list[str]] | None = None):
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-        self.params, self.device, self.synonyms = params, device, synonyms or {}
+        self.params, self.synonyms = params, synonyms or {}
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if params.device == "auto" else params.device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(params.amp)
         self.processor = AutoProcessor.from_pretrained(params.model)
-        self.model = AutoModelForZeroShotObjectDetection.from_pretrained(params.model).to(device).eval()
+        self.model = AutoModelForZeroShotObjectDetection.from_pretrained(params.model).to(self.device).eval()
 
     @torch.no_grad()
-    def detect(self, image: Image.Image, product_type: str) -> tuple[np.ndarray, float]:
-        """Prompted with the product type (and its synonyms): what the detector was trained to ground."""
-        image = image.convert("RGB")
-        w, h = image.size
-        inputs = self.processor(images=image, text=[prompts(product_type, self.synonyms)],
-                                return_tensors="pt").to(self.device)
-        out = self.model(**inputs)
-        res = self.processor.post_process_grounded_object_detection(
+    def detect_batch(self, images: list[Image.Image], types: list[str]) -> list[tuple[np.ndarray, float]]:
+        """Each image prompted with its product type (and synonyms): what the detector was trained to
+        ground. One forward pass for the batch, under autocast on CUDA."""
+        images = [im.convert("RGB") for im in images]
+        sizes = [(im.height, im.width) for im in images]
+        inputs = self.processor(images=images, text=[prompts(t, self.synonyms) for t in types],
+                                padding=True, return_tensors="pt").to(self.device)
+        with torch.autocast("cuda", dtype=self.dtype, enabled=self.device == "cuda" and self.dtype is not None):
+            out = self.model(**inputs)
+        results = self.processor.post_process_grounded_object_detection(
             out, inputs["input_ids"], threshold=self.params.box_threshold,
-            text_threshold=self.params.text_threshold, target_sizes=[(h, w)])[0]
+            text_threshold=self.params.text_threshold, target_sizes=sizes)
+        return [self._best(res, h, w) for res, (h, w) in zip(results, sizes)]
+
+    @staticmethod
+    def _best(res: dict, h: int, w: int) -> tuple[np.ndarray, float]:
         if len(res["scores"]) == 0:
             return np.array([0, 0, 1, 1], dtype=np.float32), 0.0
         best = int(res["scores"].argmax())
-        box = res["boxes"][best].cpu().numpy() / np.array([w, h, w, h])
+        box = res["boxes"][best].float().cpu().numpy() / np.array([w, h, w, h])
         return np.clip(box, 0, 1).astype(np.float32), float(res["scores"][best])

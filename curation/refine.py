@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,9 @@ from curation.refinement import (
 from curation.refinement.guards import passes
 from curation.refinement.rules import RulesParams
 from curation.refinement.text import tokens
+from vlclip.cache import RowCache, code_digest, digest
 from vlclip.params import load_params, section
+from vlclip.progress import Progress
 
 __all__ = ["BACKENDS", "OpenAIParams", "RefineParams", "RulesParams", "make_backend", "refine_products", "main"]
 
@@ -103,23 +104,45 @@ def refine_one(product: Product, params: RefineParams, backend: Backend, rules: 
     return row, audit
 
 
+def settings_key(params: RefineParams, backend: Backend, rules: RulesBackend) -> str:
+    """What every product's query depends on besides its own text: settings, backend, the catalog's
+    filler words, and the refinement code with its lexicons."""
+    here = Path(__file__).parent
+    return digest("refine", asdict(params), backend.name, getattr(backend, "identity", ""),
+                  sorted(getattr(rules, "common", ()) or ()), code_digest(here / "refine.py", here / "refinement"))
+
+
 def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backend,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, list[dict]]:
-    """One query row and one audit record per product, in the input order."""
+                    progress: Callable[[int], None] | None = None,
+                    cache: RowCache | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """One query row and one audit record per product, in the input order. With a cache, products
+    whose text and settings were refined before are not sent to the agents again."""
     if params.min_words > params.max_words:
         raise ValueError(f"refine.min_words ({params.min_words}) > refine.max_words ({params.max_words})")
     items = [Product.from_row(r) for r in products.to_dict("records")]
     rules = backend if isinstance(backend, RulesBackend) else RulesBackend(params.window, params.rules)
     rules.adopt(items)
-    rows, audit = [], []
-    for i, product in enumerate(items, start=1):
-        row, record = refine_one(product, params, backend, rules)
-        rows.append(row)
-        audit.append(record)
+    cache = cache or RowCache(None)
+    base = settings_key(params, backend, rules)
+    keys = [digest(base, p.product_id, p.product_type, p.title, p.description, p.extras) for p in items]
+    known = cache.get_many(keys)
+    results, made = [], {}
+    for product, key in zip(items, keys):
+        if key in known:
+            results.append(json.loads(known[key]))
+        else:
+            row, record = refine_one(product, params, backend, rules)
+            results.append({"row": row, "audit": record})
+            made[key] = json.dumps(results[-1], ensure_ascii=False).encode()
+            if len(made) >= 1000:
+                cache.put_many(made)
+                made = {}
         if progress is not None:
-            progress(i, len(items))
-    frame = pd.DataFrame(rows, columns=QUERY_COLUMNS)
-    return frame.astype({"rounds": "int64", "guard_ok": bool, "in_window": bool, "fell_back": bool}), audit
+            progress(1)
+    cache.put_many(made)
+    frame = pd.DataFrame([r["row"] for r in results], columns=QUERY_COLUMNS)
+    frame = frame.astype({"rounds": "int64", "guard_ok": bool, "in_window": bool, "fell_back": bool})
+    return frame, [r["audit"] for r in results]
 
 
 def summary(queries: pd.DataFrame) -> dict[str, Any]:
@@ -137,17 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--products", required=True, help="products parquet (dedup output)")
     ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--cache", help="per-product results kept across runs (SQLite); none: refine everything")
     args = ap.parse_args(argv)
     params = section(RefineParams, load_params(args.params), "refine")
     products = pd.read_parquet(args.products)
-    start = time.perf_counter()
-
-    def progress(done: int, total: int) -> None:
-        if done % 250 == 0 or done == total:
-            print(f"refine: {done}/{total} products ({time.perf_counter() - start:.1f} s)", flush=True)
-
-    with make_backend(params) as backend:
-        queries, audit = refine_products(products, params, backend, progress)
+    progress = Progress("refine", len(products))
+    with make_backend(params) as backend, RowCache(args.cache) as cache:
+        queries, audit = refine_products(products, params, backend, progress.add, cache)
+        cache.retain_used()
+    print(f"refine: {cache.report()}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     queries.to_parquet(out / "queries.parquet", index=False)

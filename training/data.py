@@ -83,14 +83,20 @@ def load_pixels(paths: list[str], preprocess) -> torch.Tensor:
     return torch.stack(out)
 
 
-def augment(pixels: torch.Tensor, generator: torch.Generator, max_shift: int = 4) -> torch.Tensor:
+def augment(pixels: torch.Tensor, generator: torch.Generator, max_shift: int = 4,
+            n: int | None = None, rows: slice = slice(None)) -> torch.Tensor:
     """Random horizontal flip and a small translation per sample; (B, 3, H, W) -> same shape.
-    Mild on purpose: colour and pattern are the signal, so no colour jitter."""
+    Mild on purpose: colour and pattern are the signal, so no colour jitter. The draws are made for
+    a global batch of n (default B) and `rows` picks this process's share, so a data-parallel run
+    augments each sample as one process would."""
     b, _, h, w = pixels.shape
-    flip = torch.rand(b, generator=generator) < 0.5
+    n = b if n is None else n
+    flip = (torch.rand(n, generator=generator) < 0.5)[rows]
+    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)[:, rows]
+    if b == 0:
+        return pixels
     pixels = torch.where(flip[:, None, None, None], pixels.flip(-1), pixels)
     padded = torch.nn.functional.pad(pixels, (max_shift,) * 4, mode="replicate")
-    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator)
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
 
 

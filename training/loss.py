@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.dist import gather_rows, local_padded, local_rows
+
 
 class ClipLoss(nn.Module):
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
@@ -24,9 +26,26 @@ class ClipLoss(nn.Module):
         return (image_to_text + text_to_image) / 2
 
 
-def clip_step(model, loss_fn: ClipLoss, pixels: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """One forward pass: repeated token rows (B, L) are encoded once and merged in the loss."""
-    unique, text_ids = torch.unique(tokens, dim=0, return_inverse=True)          # (U, L), (B,)
-    image = model.encode_image(pixels, normalize=True)
-    text = model.encode_text(unique, normalize=True)
-    return loss_fn(image, text, model.logit_scale.exp(), text_ids)
+class PairEncoder(nn.Module):
+    """The model's two towers as one forward, so DistributedDataParallel sees every parameter used."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor):
+        image = self.model.encode_image(pixels, normalize=True)
+        text = self.model.encode_text(tokens, normalize=True)
+        return image, text, self.model.logit_scale.exp()
+
+
+def clip_step(pair: nn.Module, loss_fn: ClipLoss, pixels: torch.Tensor, tokens: torch.Tensor,
+              n: int | None = None) -> torch.Tensor:
+    """One forward pass over a global batch of n pairs, of which this process holds the rows
+    `dist.local_rows(n)` (all of them on one process). Repeated token rows are encoded once and
+    merged in the loss; features are gathered so every rank's loss is the global batch's."""
+    n = len(pixels) if n is None else n
+    unique, text_ids = torch.unique(gather_rows(local_padded(tokens, n), n), dim=0, return_inverse=True)
+    mine = unique[local_rows(len(unique))]
+    image, text, scale = pair(local_padded(pixels, n), local_padded(mine, len(unique)))
+    return loss_fn(gather_rows(image, n), gather_rows(text, len(unique)), scale, text_ids)

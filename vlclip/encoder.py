@@ -48,11 +48,26 @@ def create(params: ModelParams):
 class Encoder:
     """Wraps a CLIP model: texts/images -> float32 arrays (n, dim), rows L2-normalised."""
 
-    def __init__(self, model, preprocess, tokenizer, device: str = "cpu"):
+    def __init__(self, model, preprocess, tokenizer, device: str = "cpu", amp: str = "none"):
         self.model = model.to(device).eval()
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.device = device
+        # autocast on CUDA (bf16 | fp16); outputs are float32 and re-normalised after the cast
+        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.startswith("cuda") else None
+
+    def on(self, device: str, amp: str = "none") -> Encoder:
+        """The same model on another device (auto: CUDA when there is one), autocast there."""
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return Encoder(self.model, self.preprocess, self.tokenizer, device, amp)
+
+    def _run(self, tower, x: torch.Tensor) -> torch.Tensor:
+        if self.amp is None:
+            return tower(x.to(self.device), normalize=True).float().cpu()
+        with torch.autocast("cuda", dtype=self.amp):
+            y = tower(x.to(self.device, non_blocking=True), normalize=True)
+        return torch.nn.functional.normalize(y.float(), dim=-1).cpu()
 
     @property
     def dim(self) -> int:
@@ -75,8 +90,7 @@ class Encoder:
     def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         out = []
         for i in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(list(texts[i:i + batch_size])).to(self.device)
-            out.append(self.model.encode_text(tokens, normalize=True).float().cpu())  # (b, dim)
+            out.append(self._run(self.model.encode_text, self.tokenizer(list(texts[i:i + batch_size]))))
         return _cat(out)
 
     @torch.no_grad()
@@ -84,14 +98,13 @@ class Encoder:
         out = []
         for i in range(0, len(images), batch_size):
             batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images[i:i + batch_size]])
-            out.append(self.model.encode_image(batch.to(self.device), normalize=True).float().cpu())
+            out.append(self._run(self.model.encode_image, batch))
         return _cat(out)
 
     @torch.no_grad()
     def encode_pixels(self, pixels: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """Already preprocessed tensors (n, 3, H, W) -> (n, dim)."""
-        out = [self.model.encode_image(pixels[i:i + batch_size].to(self.device), normalize=True).float().cpu()
-               for i in range(0, len(pixels), batch_size)]
+        out = [self._run(self.model.encode_image, pixels[i:i + batch_size]) for i in range(0, len(pixels), batch_size)]
         return _cat(out)
 
 

@@ -92,6 +92,7 @@ class OpenAIBackend(Closing):
 
     def __init__(self, client: ChatClient, window: Window):
         self.client = client
+        self.identity = client.url  # cached queries are per endpoint (and per model, in params)
         fmt = {"min_words": window.min_words, "max_words": window.max_words}
         self.prompts = {k: v.format(**fmt) for k, v in
                         (("summarizer", SUMMARIZER_PROMPT), ("evaluator", EVALUATOR_PROMPT),

@@ -168,3 +168,32 @@ def test_grounding_dino_backend_from_a_local_directory(tmp_path):
     assert box.shape == (4,) and 0 <= box.min() and box.max() <= 1 and 0 <= score <= 1
     g = ground_one(det, _scene(), "mug", GroundParams(threshold=1.01))
     assert g["fallback"]  # a random model never clears tau > 1
+
+
+def _scenes():
+    return [_scene(), _scene((20, 30, 90, 150)), _scene((60, 60, 120, 120), size=160)]
+
+
+def test_batched_detection_gives_each_image_its_own_result():
+    """A batch call equals one call per image, in order, for every backend (Grounding DINO pads a
+    batch of differently sized images; its scores may move by float noise only)."""
+    types = ["red", "blue", "red"]
+    for det in (Salient(WindowParams()),
+                ClipWindows(_ColourEncoder(), ["red", "grey", "blue"], ClipWindowParams(top_proposals=10),
+                            WindowParams())):
+        batch = det.detect_batch(_scenes(), types)
+        for (box, score), im, t in zip(batch, _scenes(), types):
+            one_box, one_score = det.detect(im, t)
+            assert np.allclose(box, one_box) and score == pytest.approx(one_score, abs=1e-5)
+
+
+def test_grounding_dino_batch_matches_single_images(tmp_path):
+    _tiny_grounding_dino(tmp_path)
+    det = GroundingDino(GroundingDinoParams(model=str(tmp_path), box_threshold=0.0, text_threshold=0.0))
+    assert det.device == "cpu"  # auto without CUDA
+    images, types = _scenes(), ["mug", "hat", "a mug"]
+    batch = det.detect_batch(images, types)
+    assert len(batch) == 3
+    for (box, score), im, t in zip(batch, images, types):
+        one_box, one_score = det.detect(im, t)
+        assert np.allclose(box, one_box, atol=0.02) and score == pytest.approx(one_score, abs=0.02)

@@ -3,7 +3,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from curation.dedup import dedup, duplicate_groups, phash_bits
+from curation.dedup import dedup, phash_bits
+from curation.hamming import groups as duplicate_groups
+from curation.hamming import near_pairs, plan
 from curation.ingest import IngestParams, Split, find_catalog, ingest, read_catalog, split_of
 
 PARAMS = IngestParams(split=Split(0.8, 0.1, 0.1), min_image_side=16)
@@ -183,3 +185,41 @@ def test_duplicate_groups_are_transitive():
     b[:5] = True
     c[:10] = True  # a-c distance 10 > 8, but a-b and b-c are within 8
     assert len(set(duplicate_groups(np.stack([a, b, c]), 8))) == 1
+
+
+def _exhaustive_pairs(bits: np.ndarray, t: int) -> set[tuple[int, int]]:
+    b = bits.astype(np.int16)
+    dist = b @ (1 - b).T + (1 - b) @ b.T
+    return set(zip(*(x.tolist() for x in np.nonzero(np.triu(dist <= t, 1)))))
+
+
+@pytest.mark.parametrize("n_bits,t", [(64, 8), (64, 0), (64, 2), (16, 3), (100, 6), (256, 12)])
+def test_indexed_search_finds_exactly_the_exhaustive_pairs(n_bits, t):
+    rng = np.random.default_rng(n_bits + t)
+    bits = rng.random((400, n_bits)) < 0.5
+    copies = bits[rng.integers(0, 400, 200)].copy()
+    for row in copies:  # near copies at every distance up to t + 2, so some fall just outside
+        row[rng.choice(n_bits, rng.integers(0, t + 3), replace=False)] ^= True
+    bits = np.vstack([bits, copies, copies[:20]])  # and exact copies of copies
+    i, j = near_pairs(bits, t)
+    assert set(zip(i.tolist(), j.tolist())) == _exhaustive_pairs(bits, t)
+    assert (i < j).all() and len(set(zip(i.tolist(), j.tolist()))) == len(i)  # each pair once
+
+
+def test_block_plan_covers_every_bit_and_keeps_the_pigeonhole_budget():
+    for n_bits, t in [(64, 8), (64, 1), (256, 30), (16, 3)]:
+        blocks, budgets = plan(n_bits, t)
+        assert [b.start for b in blocks[1:]] == [b.stop for b in blocks[:-1]]
+        assert blocks[0].start == 0 and blocks[-1].stop == n_bits
+        assert sum(budgets) == t - len(blocks) + 1 and min(budgets) >= 0
+
+
+def test_groups_label_each_row_with_the_first_row_of_its_group():
+    rng = np.random.default_rng(3)
+    bits = rng.random((6, 64)) < 0.5
+    bits[4] = bits[1]
+    bits[5] = bits[1]
+    bits[5, :3] ^= True
+    labels = duplicate_groups(bits, 8)
+    assert labels.tolist() == [0, 1, 2, 3, 1, 1]
+    assert duplicate_groups(np.zeros((0, 64), bool), 8).tolist() == []

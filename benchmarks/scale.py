@@ -1,0 +1,174 @@
+"""Catalog scale: per-product stages at growing catalog sizes, then a 1 % catalog change.
+
+    python benchmarks/scale.py --sizes 2000,20000 --change 0.01 --json reports/scale.json
+
+For each size it builds a demo catalog at a small image size, runs ingest, dedup, refine, ground and
+embed as the pipeline does (each its own process, with its per-product cache), and records items,
+seconds, items/s and the stage process's peak RSS. Then it changes the catalog (a third of the
+change added products, a third edited (title or image), a third deleted) and runs the stages again,
+recording what each recomputed and how long it took. The embed stage uses a fixed random-init
+encoder (`embed_worker`), since throughput does not depend on what the weights learned.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNTS = re.compile(r"(\d+) computed, (\d+) from cache")
+
+
+def run_stage(args: list[str], log: Path) -> dict:
+    """One stage process; -> seconds, peak RSS of that process (wait4), computed/cached counts."""
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = log.read_text()
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}); see {log}:\n{text[-2000:]}")
+    found = COUNTS.findall(text)
+    computed = sum(int(c) for c, _ in found) if found else None
+    return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "recomputed": computed}
+
+
+def stages(work: Path, params: Path) -> list[tuple[str, list[str]]]:
+    d = work / "data"
+    p = ["--params", str(params)]
+    return [
+        ("ingest", ["-m", "curation.ingest", *p, "--catalog", str(work / "catalog"), "--out", str(d / "catalog")]),
+        ("dedup", ["-m", "curation.dedup", *p, "--products", str(d / "catalog/products.parquet"),
+                   "--out", str(d / "dedup"), "--cache", str(d / "cache/dedup.sqlite")]),
+        ("refine", ["-m", "curation.refine", *p, "--products", str(d / "dedup/products.parquet"),
+                    "--out", str(d / "refine"), "--cache", str(d / "cache/refine.sqlite")]),
+        ("ground", ["-m", "curation.ground", *p, "--products", str(d / "dedup/products.parquet"),
+                    "--out", str(d / "ground"), "--cache", str(d / "cache/ground.sqlite")]),
+        ("embed", [str(Path(__file__)), "--embed-worker", str(d), str(params)]),
+    ]
+
+
+def run_all(work: Path, params: Path, n_items: int, tag: str) -> dict:
+    out = {}
+    for name, args in stages(work, params):
+        r = run_stage(args, work / f"{tag}-{name}.log")
+        r.update(items=n_items, items_per_s=round(n_items / r["seconds"], 1))
+        out[name] = r
+        print(f"  {tag:<7} {name:<7} {r['seconds']:>8.1f} s  {r['items_per_s']:>8.1f}/s  peak RSS "
+              f"{r['peak_rss_mb']:>7.0f} MB  recomputed {r['recomputed']}", flush=True)
+    return out
+
+
+def change_catalog(folder: Path, share: float, seed: int) -> dict:
+    """Add, edit (half title, half image) and delete a share of the products, a third each."""
+    rng = np.random.default_rng(seed)
+    cat = pd.read_csv(folder / "catalog.csv", dtype=str, keep_default_na=False)
+    k = max(3, int(len(cat) * share)) // 3
+    picks = rng.choice(len(cat), 3 * k, replace=False)
+    edit, delete, source = picks[:k], picks[k:2 * k], picks[2 * k:]
+    for n, i in enumerate(edit):
+        if n % 2:
+            cat.loc[i, "title"] = f"{cat.loc[i, 'title']} renamed edition"
+        else:
+            path = folder / cat.loc[i, "image_path"]
+            with Image.open(path) as im:
+                ImageOps.mirror(im.convert("RGB")).rotate(7).save(path, quality=90)
+    added = cat.iloc[source].copy()
+    added["product_id"] = [f"NEW{n:06d}" for n in range(len(added))]
+    for n, i in enumerate(source):
+        dst = f"images/NEW{n:06d}.jpg"
+        with Image.open(folder / cat.loc[i, "image_path"]) as im:
+            ImageOps.flip(im.convert("RGB")).save(folder / dst, quality=90)
+        added.iloc[n, added.columns.get_loc("image_path")] = dst
+    cat = pd.concat([cat.drop(index=delete), added], ignore_index=True)
+    cat.to_csv(folder / "catalog.csv", index=False)
+    return {"added": len(added), "edited": len(edit), "deleted": len(delete), "products_after": len(cat)}
+
+
+def build(size: int, work: Path, image_size: int) -> Path:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["demo"].update(n_products=size, image_size=image_size, n_broken=0)
+    params["ground"]["crop_size"] = min(params["ground"]["crop_size"], image_size)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run([sys.executable, "-m", "demo_catalog.demo", "--params", str(work / "params.yaml"),
+                    "--out", str(work / "catalog")], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return work / "params.yaml"
+
+
+def embed_worker(data: str, params_file: str) -> int:
+    """The embed stage's batch loop and cache on a fixed random-init encoder (no registry needed)."""
+    import torch
+
+    from serving.embed import EmbedParams, embed_batches, write_batches
+    from vlclip.cache import RowCache
+    from vlclip.encoder import Encoder, ModelParams, create
+    from vlclip.params import load_params, section
+    from vlclip.progress import Progress
+
+    d, p = Path(data), section(EmbedParams, load_params(params_file), "embed")
+    torch.manual_seed(0)
+    model, _, pre, tok = create(ModelParams("vlclip-tiny"))
+    products = pd.read_parquet(d / "dedup/products.parquet")[["product_id", "product_type", "title"]]
+    crops = pd.read_csv(d / "ground/boxes.csv", dtype={"product_id": str})[["product_id", "crop_path"]]
+    queries = pd.read_parquet(d / "refine/queries.parquet")[["product_id", "query"]]
+    table = (products.merge(crops, on="product_id").merge(queries, on="product_id")
+             .rename(columns={"crop_path": "image_path"}))
+    with RowCache(d / "cache/embed.sqlite") as cache:
+        frames = embed_batches(Encoder(model, pre, tok), table, p.batch_size, "bench", cache=cache)
+        write_batches(frames, str(d / "embeddings.parquet"), Progress("embed", len(table)))
+        cache.retain_used()
+    print(f"embed: {cache.report()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="2000,20000")
+    ap.add_argument("--change", type=float, default=0.01)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/vlclip-scale"))
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--embed-worker", nargs=2, metavar=("DATA", "PARAMS"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.embed_worker:
+        return embed_worker(*args.embed_worker)
+    report = {}
+    for size in map(int, args.sizes.split(",")):
+        work = args.work / f"n{size}"
+        print(f"catalog of {size} products ({args.image_size} px)", flush=True)
+        params = build(size, work, args.image_size)
+        full = run_all(work, params, size, "full")
+        changed = change_catalog(work / "catalog", args.change, seed=size)
+        update = run_all(work, params, changed["products_after"], "update")
+        full_s, update_s = (sum(r["seconds"] for r in x.values()) for x in (full, update))
+        report[str(size)] = {"stages": full, "change": changed, "update": update,
+                             "full_seconds": round(full_s, 1), "update_seconds": round(update_s, 1),
+                             "update_share": round(update_s / full_s, 3)}
+        print(f"  change {changed}: update {update_s:.0f} s of a full {full_s:.0f} s "
+              f"({100 * update_s / full_s:.0f} %)", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
