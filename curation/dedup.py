@@ -56,13 +56,13 @@ def dedup(products: pd.DataFrame, bits: np.ndarray, max_distance: int) -> tuple[
     return kept.reset_index(drop=True), groups.reset_index(drop=True)
 
 
-def hashes(paths: list[str], hash_size: int, cache: RowCache) -> tuple[np.ndarray, list[str]]:
+def hashes(paths: list[str], hash_size: int, cache: RowCache, progress: Progress) -> tuple[np.ndarray, list[str]]:
     """-> (pHash bits per image, each image's cache key). Keyed by the file's bytes, so an image
     hashed by an earlier run is not decoded again."""
     base = digest("dedup", hash_size, code_digest(Path(__file__)))
     keys = [digest(base, file_digest(p)) for p in paths]
     known = cache.get_many(keys)
-    rows, made, progress = [], {}, Progress("dedup: hashing", len(paths))
+    rows, made = [], {}
     for path, key in zip(paths, keys):
         if key in known:
             rows.append(np.unpackbits(np.frombuffer(known[key], np.uint8))[:hash_size ** 2].astype(bool))
@@ -89,11 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--products", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--cache", help="per-image hashes and stored images kept across runs")
+    ap.add_argument("--throughput", help="JSON: items, seconds, items/s, peak RSS of this run")
     args = ap.parse_args(argv)
     params = section(DedupParams, load_params(args.params), "dedup")
     products = pd.read_parquet(args.products)
+    progress = Progress("dedup: hashing", len(products))
     with RowCache(args.cache) as cache:
-        bits, keys = hashes(products["image_path"].tolist(), params.hash_size, cache)
+        bits, keys = hashes(products["image_path"].tolist(), params.hash_size, cache, progress)
         products["phash"] = [np.packbits(row).tobytes().hex() for row in bits]
         kept, groups = dedup(products.assign(_key=keys), bits, params.max_distance)
         out = Path(args.out)
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     kept.to_parquet(out / "products.parquet", index=False)
     groups.to_csv(out / "groups.csv", index=False)
     dropped = len(products) - len(kept)
+    progress.save(args.throughput, kept=len(kept))
     print(f"dedup: {len(products)} images -> {len(kept)} kept; {dropped} near-duplicates dropped "
           f"in {groups['group'].nunique() if len(groups) else 0} groups (pHash, distance <= {params.max_distance}); "
           f"hashes {cache.report()}")

@@ -32,6 +32,7 @@ from curation.refinement import (
     check_guards,
     run_agents,
 )
+from curation.refinement.attributes import fragments
 from curation.refinement.guards import passes
 from curation.refinement.rules import RulesParams
 from curation.refinement.text import tokens
@@ -104,12 +105,25 @@ def refine_one(product: Product, params: RefineParams, backend: Backend, rules: 
     return row, audit
 
 
-def settings_key(params: RefineParams, backend: Backend, rules: RulesBackend) -> str:
-    """What every product's query depends on besides its own text: settings, backend, the catalog's
-    filler words, and the refinement code with its lexicons."""
+def settings_key(params: RefineParams, backend: Backend) -> str:
+    """What every product's query depends on besides its own text: settings, backend, and the
+    refinement code with its lexicons."""
     here = Path(__file__).parent
     return digest("refine", asdict(params), backend.name, getattr(backend, "identity", ""),
-                  sorted(getattr(rules, "common", ()) or ()), code_digest(here / "refine.py", here / "refinement"))
+                  code_digest(here / "refine.py", here / "refinement"))
+
+
+def product_key(base: str, product: Product, common: frozenset[str]) -> str:
+    """A product's cache key: its own text, and of the catalog's filler words only those its text
+    holds (the refiner consults the filler set word by word), so a filler word the catalog gains or
+    loses re-refines the products that use it, not the catalog."""
+    words: set[str] = set()
+    for name, text in product.sources():
+        words.update(tokens(text))
+        for toks in fragments(text, description=name == "description"):
+            words.update(toks)
+    return digest(base, product.product_id, product.product_type, product.title, product.description,
+                  product.extras, sorted(common & words))
 
 
 def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backend,
@@ -123,8 +137,8 @@ def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backe
     rules = backend if isinstance(backend, RulesBackend) else RulesBackend(params.window, params.rules)
     rules.adopt(items)
     cache = cache or RowCache(None)
-    base = settings_key(params, backend, rules)
-    keys = [digest(base, p.product_id, p.product_type, p.title, p.description, p.extras) for p in items]
+    base, common = settings_key(params, backend), frozenset(getattr(rules, "common", ()) or ())
+    keys = [product_key(base, p, common) for p in items]
     known = cache.get_many(keys)
     results, made = [], {}
     for product, key in zip(items, keys):
@@ -161,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--products", required=True, help="products parquet (dedup output)")
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--cache", help="per-product results kept across runs (SQLite); none: refine everything")
+    ap.add_argument("--throughput", help="JSON: items, seconds, items/s, peak RSS of this run")
     args = ap.parse_args(argv)
     params = section(RefineParams, load_params(args.params), "refine")
     products = pd.read_parquet(args.products)
@@ -168,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     with make_backend(params) as backend, RowCache(args.cache) as cache:
         queries, audit = refine_products(products, params, backend, progress.add, cache)
         cache.retain_used()
-    print(f"refine: {cache.report()}", flush=True)
+    report = progress.save(args.throughput, backend=params.backend)
+    print(f"refine: {cache.report()}; {report['items_per_s']} products/s, peak RSS {report['peak_rss_mb']:.0f} MB",
+          flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     queries.to_parquet(out / "queries.parquet", index=False)

@@ -33,13 +33,16 @@ import pandas as pd
 
 from serving.backends import Searcher, backend, load_embeddings, matrix
 from serving.backends.schema import IndexParams
+from serving.delta import delta, digests, read_state, spread, write_state
 from vlclip import receipt
 from vlclip.params import load_params, section
 
 
-def measure(searcher: Searcher, df: pd.DataFrame, k: int) -> dict:
+def measure(searcher: Searcher, df: pd.DataFrame, k: int, sample: int) -> dict:
     """Recall@k of HNSW vs exact search, each product's text embedding querying the image vectors
-    of its own type (the text->image retrieval the service does), plus HNSW latency."""
+    of its own type (the text->image retrieval the service does), plus HNSW latency; over `sample`
+    products spread through the table (all of them when there are fewer)."""
+    df = df.iloc[spread(len(df), sample)]
     queries = matrix(df, "text_embedding")
     types = df["product_type"].astype(str).to_numpy()
     per_type: dict[str, list[float]] = {}
@@ -56,12 +59,12 @@ def measure(searcher: Searcher, df: pd.DataFrame, k: int) -> dict:
             "latency_ms": {"p50": float(np.percentile(latency, 50)), "p95": float(np.percentile(latency, 95))}}
 
 
-def problems(chosen, params: IndexParams, target, old: dict | None, fingerprint: str) -> list[str]:
-    """Why the index does not hold what the receipt says was built from these embeddings ([] = it does)."""
+def problems(chosen, params: IndexParams, target, old: dict | None) -> list[str]:
+    """Why the index does not hold what the receipt says ([] = it does)."""
     if not old:
         return ["no receipt"]
-    if old.get("embeddings_sha256") != fingerprint or old.get("params") != asdict(params):
-        return ["embeddings or index params changed"]
+    if old.get("params") != asdict(params):
+        return ["index params changed"]
     try:
         searcher = chosen.open(params, target)
     except Exception as exc:  # gone, half-deleted, or held by a serving process (edge): rebuild and swap
@@ -77,21 +80,31 @@ def problems(chosen, params: IndexParams, target, old: dict | None, fingerprint:
         searcher.close()
 
 
-def build_and_measure(chosen, params: IndexParams, target, df: pd.DataFrame) -> tuple[dict, dict]:
-    """-> (what the index holds, how well and fast it answers)."""
+def write_index(chosen, params: IndexParams, target, df: pd.DataFrame, old: dict | None,
+                state: pd.DataFrame | None) -> tuple[dict, dict, str]:
+    """Update the index in place of a rebuild when it holds the same model and its last rows are
+    known; -> (what the index holds, how well and fast it answers, how it was written)."""
+    df = load_embeddings(df)
+    same = (old is not None and state is not None and str(df["model_version"].iloc[0]) == old["model_version"]
+            and len(df["image_embedding"].iloc[0]) == old["dim"])
     t0 = time.perf_counter()
-    built = chosen.build(df, params, target, print)
+    if same:
+        upsert, deletes = delta(state, digests(df))
+        built = chosen.update(df, upsert, deletes, params, target, print)
+        how = f"updated: {len(upsert)} upserted, {len(deletes)} deleted"
+    else:
+        built, how = chosen.build(df, params, target, print), "rebuilt"
     build_s = time.perf_counter() - t0
     searcher = chosen.open(params, target)
     try:
-        stats = measure(searcher, load_embeddings(df), params.recall_k)
+        stats = measure(searcher, df, params.recall_k, params.recall_sample)
     finally:
         searcher.close()
     held = {"backend": params.backend, "model_version": built["model_version"], "dim": built["dim"],
             "n_points": int(sum(built["counts"].values())), "counts": built["counts"], "params": asdict(params)}
     if "collections" in built:
         held["collections"] = built["collections"]
-    return held, {"hnsw_ef": params.hnsw_ef, **stats, "build_s": round(build_s, 3)}
+    return held, {"hnsw_ef": params.hnsw_ef, **stats, "build_s": round(build_s, 3)}, how
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,22 +114,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--receipt", required=True)
     ap.add_argument("--metrics", required=True, help="recall against exact search, latency, build time")
     ap.add_argument("--index", help="edge backend: the directory the shards live in")
+    ap.add_argument("--state", help="digests of the rows the index holds, for updates of the same model")
     args = ap.parse_args(argv)
     params = section(IndexParams, load_params(args.params), "index")
     df, fingerprint = pd.read_parquet(args.embeddings), receipt.sha256_file(args.embeddings)
     chosen = backend(params)
     target = chosen.target(params, args.index, None)  # one target for build and measure (':memory:' lives in it)
-    found = problems(chosen, params, target, receipt.read(args.receipt), fingerprint)
-    if not found and Path(args.metrics).exists():
+    old = receipt.read(args.receipt)
+    found = problems(chosen, params, target, old)
+    if not found and old.get("embeddings_sha256") == fingerprint and Path(args.metrics).exists():
         print(f"index: {len(df)} products, backend {params.backend}: the index holds them; nothing to do")
         return 0
-    print(f"index: {len(df)} products, backend {params.backend}: building ({found[0] if found else 'no metrics'})")
+    state = None if found else read_state(args.state, old.get("rows_sha256"))
     receipt.clear(args.receipt)
-    held, stats = build_and_measure(chosen, params, target, df)
+    held, stats, how = write_index(chosen, params, target, df, None if found else old, state)
+    rows_sha256 = write_state(args.state, digests(df)) if args.state else None
     receipt.write(args.metrics, stats)
-    receipt.write(args.receipt, {**held, "embeddings_sha256": fingerprint})
-    print(f"index: recall@{params.recall_k} {stats['recall@k']:.3f}, p50 {stats['latency_ms']['p50']:.2f} ms, "
-          f"built in {stats['build_s']:.1f}s -> {args.receipt}")
+    receipt.write(args.receipt, {**held, "embeddings_sha256": fingerprint, "rows_sha256": rows_sha256})
+    print(f"index: {len(df)} products, {how} ({found[0] if found else 'embeddings changed'}); recall@"
+          f"{params.recall_k} {stats['recall@k']:.3f}, p50 {stats['latency_ms']['p50']:.2f} ms, "
+          f"in {stats['build_s']:.1f}s -> {args.receipt}")
     return 0
 
 

@@ -25,11 +25,14 @@ class Backend:
     build: Callable[[pd.DataFrame, IndexParams, Any, Callable], dict]  # (embeddings, params, target, log)
     open: Callable[[IndexParams, Any], Searcher]                 # (params, target)
     version: Callable[[Any], str]                                 # (target) -> model version, nothing opened
+    # (embeddings, ids to upsert, product_id + product_type rows to delete, params, target, log): same model
+    update: Callable[[pd.DataFrame, list, pd.DataFrame, IndexParams, Any, Callable], dict]
 
 
 BACKENDS = {
-    "edge": Backend(edge.target, edge.build_edge, edge.open_edge, edge.manifest_version),
-    "qdrant": Backend(qdrant.target, qdrant.build_qdrant, qdrant.open_qdrant, qdrant.aliased_version),
+    "edge": Backend(edge.target, edge.build_edge, edge.open_edge, edge.manifest_version, edge.update_edge),
+    "qdrant": Backend(qdrant.target, qdrant.build_qdrant, qdrant.open_qdrant, qdrant.aliased_version,
+                      qdrant.update_qdrant),
 }
 
 

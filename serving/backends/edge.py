@@ -50,16 +50,11 @@ def _edge_config(dim: int, params: IndexParams):
 
 
 def _build_shard(rows: pd.DataFrame, shard_dir: Path, params: IndexParams, dim: int) -> None:
-    from qdrant_edge import EdgeShard, Point, UpdateOperation
+    from qdrant_edge import EdgeShard
 
     shard = EdgeShard.create(str(shard_dir), _edge_config(dim, params))
     try:
-        vecs = {name: matrix(rows, col) for name, col in VECTORS.items()}
-        payloads = rows[PAYLOAD].astype(str).to_dict("records")
-        for start in range(0, len(rows), _BATCH):
-            shard.update(UpdateOperation.upsert_points([
-                Point(id=point_id(payloads[i]["product_id"]), vector={n: v[i] for n, v in vecs.items()},
-                      payload=payloads[i]) for i in range(start, min(start + _BATCH, len(rows)))]))
+        _upsert_points(shard, rows)
         shard.optimize()  # blocking: builds the HNSW graphs
         info = shard.info()
         # Near the 1 KB indexing threshold (a type with a handful of products) a shard may get no graph
@@ -71,6 +66,19 @@ def _build_shard(rows: pd.DataFrame, shard_dir: Path, params: IndexParams, dim: 
         shard.flush()
     finally:
         shard.close()
+
+
+def _upsert_points(shard, rows: pd.DataFrame) -> None:
+    from qdrant_edge import Point, UpdateOperation
+
+    if rows.empty:
+        return
+    vecs = {name: matrix(rows, col) for name, col in VECTORS.items()}
+    payloads = rows[PAYLOAD].astype(str).to_dict("records")
+    for start in range(0, len(rows), _BATCH):
+        shard.update(UpdateOperation.upsert_points([
+            Point(id=point_id(payloads[i]["product_id"]), vector={n: v[i] for n, v in vecs.items()},
+                  payload=payloads[i]) for i in range(start, min(start + _BATCH, len(rows)))]))
 
 
 def build_edge(df: pd.DataFrame, params: IndexParams, path: Path, log=print) -> dict:
@@ -91,6 +99,50 @@ def build_edge(df: pd.DataFrame, params: IndexParams, path: Path, log=print) -> 
             log(f"index: {t}: {len(rows)} points -> {slug}/")
         manifest = {"backend": "edge", "model_version": str(df["model_version"].iloc[0]), "dim": dim,
                     "types": type_dirs, "counts": counts}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        _swap(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def update_edge(df: pd.DataFrame, upsert: list[str], deletes: pd.DataFrame, params: IndexParams, path: Path,
+                log=print) -> dict:
+    """Apply a catalog change of the same model: copy the index beside itself, then in each type's
+    copied shard delete and upsert only the changed points (a type that did not change is copied as
+    it is, a new type is built), and swap the copy in like a rebuild. The serving index is never
+    written to; the copy is what changes."""
+    from qdrant_edge import EdgeShard, UpdateOperation
+
+    df, path = load_embeddings(df), Path(path)
+    old, dim = read_manifest(path), len(df["image_embedding"].iloc[0])
+    types = df["product_type"].astype(str)
+    type_dirs, changed = slugs(types.unique().tolist()), df[df["product_id"].astype(str).isin(set(upsert))]
+    if not upsert and deletes.empty and type_dirs == old["types"]:
+        log("index: no product changed; the index stays as it is")
+        return old
+    remove_stale(path, log)
+    tmp = _sibling(path, "build")
+    try:
+        for t, slug in type_dirs.items():
+            ups, dels = changed[changed["product_type"].astype(str) == t], deletes[deletes["product_type"] == t]
+            if t not in old["types"]:
+                _build_shard(df[types == t], tmp / slug, params, dim)
+                continue
+            shutil.copytree(path / old["types"][t], tmp / slug)
+            if len(ups) or len(dels):
+                shard = EdgeShard.load(str(tmp / slug))
+                try:
+                    if len(dels):
+                        shard.update(UpdateOperation.delete_points([point_id(i) for i in dels["product_id"]]))
+                    _upsert_points(shard, ups)
+                    shard.optimize()
+                    shard.flush()
+                finally:
+                    shard.close()
+            log(f"index: {t}: {len(ups)} upserted, {len(dels)} deleted -> {slug}/")
+        manifest = {"backend": "edge", "model_version": str(df["model_version"].iloc[0]), "dim": dim,
+                    "types": type_dirs, "counts": types.value_counts().sort_index().to_dict()}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _swap(tmp, path)
     finally:

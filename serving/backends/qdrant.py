@@ -130,6 +130,42 @@ def build_qdrant(df: pd.DataFrame, params: IndexParams, client, log=print) -> di
             "types": {t: n.split("__")[0] for t, n in created.items()}, "collections": created}
 
 
+def update_qdrant(df: pd.DataFrame, upsert: list[str], deletes: pd.DataFrame, params: IndexParams, client,
+                  log=print) -> dict:
+    """Apply a catalog change of the same model in place: upsert and delete points in the live
+    collections (a server applies each call atomically); a new type gets a collection and alias, a
+    type left with no product loses its alias."""
+    from qdrant_client import models
+
+    df = load_embeddings(df)
+    version, dim = str(df["model_version"].iloc[0]), len(df["image_embedding"].iloc[0])
+    live = current_aliases(client)
+    changed = df[df["product_id"].astype(str).isin(set(upsert))]
+    created, counts = {}, df["product_type"].astype(str).value_counts().sort_index().to_dict()
+    for t, slug in slugs(list(counts)).items():
+        alias = f"{ALIAS_PREFIX}{slug}"
+        name = live.get(alias)
+        if name is None:  # a type new to the index
+            name = f"{alias}__{type_slug(version)}_{uuid.uuid4().hex[:8]}"
+            _create(client, name, dim, params, {"product_type": t, "model_version": version})
+            client.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=name, alias_name=alias))])
+        gone = deletes["product_id"][deletes["product_type"] == t].tolist()
+        if gone:
+            client.delete(name, points_selector=models.PointIdsList(points=[point_id(i) for i in gone]), wait=True)
+        rows = changed[changed["product_type"].astype(str) == t]
+        _upsert(client, name, rows)
+        _wait_indexed(client, name)
+        created[t] = name
+        log(f"index: {t}: {len(rows)} upserted, {len(gone)} deleted -> collection {name}")
+    dropped = [a for a in live if a not in {n.split("__")[0] for n in created.values()}]
+    if dropped:
+        client.update_collection_aliases(change_aliases_operations=[
+            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=a)) for a in dropped])
+    return {"backend": "qdrant", "model_version": version, "dim": dim, "counts": counts,
+            "types": {t: n.split("__")[0] for t, n in created.items()}, "collections": created}
+
+
 class QdrantSearcher(Searcher):
     """Searches the collections the aliases pointed at when it opened: a rebuild's swap reaches a
     running service when it reloads (with the encoder of the same version), never half-way."""

@@ -31,6 +31,7 @@ class IndexParams:
     hnsw_ef_construct: int
     hnsw_ef: int
     recall_k: int
+    recall_sample: int = 2000  # products whose query measures recall and latency after a build
 
 
 def point_id(product_id: str) -> str:

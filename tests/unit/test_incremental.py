@@ -161,3 +161,19 @@ def test_embed_reencodes_only_changed_products_and_a_new_model_everything(tmp_pa
         np.testing.assert_allclose(np.stack(again[col]), np.stack(fresh[col]), atol=1e-6)
     other, _, _, _ = create(ModelParams("vlclip-tiny"))  # other weights: nothing is reused
     assert run(edited, Encoder(other, pre, tok))[1] == (9, 0)
+
+
+def test_a_new_filler_word_re_refines_only_the_products_that_use_it(tmp_path):
+    products = _products(60)
+    products.loc[5, "description"] = "A vintage striped dress."  # uses the word before it is filler
+    window = Window(10, 20)
+    with RowCache(tmp_path / "r.sqlite") as cache:
+        refine_products(products, PARAMS, RulesBackend(window), cache=cache)
+    changed = products.copy()
+    for i in (0, 1, 2):  # three types now say "vintage" in a title: the catalog's filler
+        changed.loc[i, "title"] = "vintage " + changed.loc[i, "title"]
+    with RowCache(tmp_path / "r.sqlite") as cache:
+        again, _ = refine_products(changed, PARAMS, RulesBackend(window), cache=cache)
+        assert (cache.misses, cache.hits) == (4, 56)  # p0-p2 changed, p5 holds the word
+    fresh, _ = refine_products(changed, PARAMS, RulesBackend(window))
+    pd.testing.assert_frame_equal(again, fresh)

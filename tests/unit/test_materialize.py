@@ -75,3 +75,30 @@ def test_bad_vectors_are_refused_by_product_before_any_write(tmp_path, online):
     assert "image_embedding: zero norm for 1 product(s) ['P4']" in message
     assert f"text_embedding: not {DIM}-dimensional for 1 product(s) ['P5']" in message
     assert not (repo / "data" / "registry.db").exists()  # refused before Feast was touched
+
+
+@pytest.mark.parametrize("online", ["sqlite", "redis"])
+def test_a_catalog_change_writes_only_changed_rows_and_deletes_removed_products(tmp_path, online, capsys):
+    from serving.materialize import main
+
+    repo = _repo(tmp_path, online)
+    (tmp_path / "data" / "embeddings").mkdir(parents=True)
+    emb = tmp_path / "data" / "embeddings" / "products.parquet"
+    (tmp_path / "params.yaml").write_text("feast: {config: feature_store.yaml, verify_sample: 64}\n")
+    args = ["--params", str(tmp_path / "params.yaml"), "--repo", str(repo), "--embeddings", str(emb),
+            "--receipt", str(tmp_path / "r.json"), "--state", str(tmp_path / "rows.parquet")]
+    first = _table(4, "1")
+    first.to_parquet(emb)
+    assert main(args) == 0 and "12 products written, 0 deleted" in capsys.readouterr().out
+    extra = _table(5, "1", n=2).assign(product_id=["P20", "P21"])
+    second = pd.concat([first.iloc[2:], extra], ignore_index=True)  # P0, P1 gone; P20, P21 new
+    second.at[0, "fused_embedding"] = extra["fused_embedding"][0]   # P2 re-embedded
+    second.to_parquet(emb)
+    assert main(args) == 0 and "3 products written, 2 deleted" in capsys.readouterr().out
+    feats = ProductFeatures(repo)
+    looked = feats.lookup(["P0", "P1", "P2", "P7", "P21"])
+    assert looked["model_version"].tolist()[:2] == [None, None] and set(looked["model_version"][2:]) == {"1"}
+    np.testing.assert_allclose(feats.embedding("P2"), extra["fused_embedding"][0], atol=1e-6)
+    np.testing.assert_allclose(feats.embedding("P7"), first["fused_embedding"][7], atol=1e-6)
+    second.assign(model_version="2").to_parquet(emb)  # a new champion: every row is written again
+    assert main(args) == 0 and "12 products written, 0 deleted" in capsys.readouterr().out
