@@ -10,14 +10,13 @@ groups equal those of the exhaustive all-pairs search.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 
 from curation.hamming import groups
+from vlclip.progress import write_report
 
 
 def planted_hashes(n: int, share: float, max_distance: int, seed: int):
@@ -80,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
           f"planted pairs found {found}/{len(planted)}, peak RSS {report['peak_rss_mb']} MB; "
           f"same groups as the exhaustive search on {args.check_n:,}: {same}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_report(args.json, report)
     return 0 if found == len(planted) and same else 1
 
 

@@ -28,6 +28,8 @@ import pandas as pd
 import yaml
 from PIL import Image, ImageOps
 
+from vlclip.progress import write_report
+
 ROOT = Path(__file__).resolve().parents[1]
 # how each stage reports what it (re)computed: per-product caches, the index update, materialize
 COUNTS = [re.compile(r"(\d+) computed, \d+ from cache"), re.compile(r"updated: (\d+) upserted"),
@@ -227,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  change {changed}: update {update_s:.0f} s of a full {full_s:.0f} s "
               f"({100 * update_s / full_s:.0f} %)", flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(args.json, report)
     return 0
 
 

@@ -16,7 +16,6 @@ stage's output format), then measures:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -24,6 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+
+from vlclip.progress import write_report
 
 
 def crops(folder: Path, n: int, size: int) -> list[str]:
@@ -132,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     report["grounding_dino_tiny"] = dino_figure(paths, args, args.work)
     print(f"grounding: {report['grounding_dino_tiny']}", flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(args.json, report)
     return 0
 
 

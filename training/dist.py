@@ -33,7 +33,7 @@ def world() -> int:
 
 def local_rows(n: int) -> slice:
     """This rank's contiguous share of n global rows (ceil(n / world) each; the last may be short)."""
-    per = -(-n // world())
+    per = per_rank(n)
     return slice(min(n, rank() * per), min(n, (rank() + 1) * per))
 
 

@@ -50,6 +50,11 @@ class Progress:
         """Write the summary (and extra figures) as JSON next to the stage's outputs; -> the summary."""
         report = {**self.summary(), **extra}
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(json.dumps(report, indent=2) + "\n")
+            write_report(path, report)
         return report
+
+
+def write_report(path: str | Path, report: dict) -> None:
+    """A figures file (stage throughput, benchmark results): indented JSON, its folder made."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2) + "\n")
