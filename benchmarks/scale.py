@@ -169,11 +169,12 @@ def embed_worker(data: str, params_file: str) -> int:
     """The embed stage's batch loop and cache on a fixed random-init encoder (no registry needed)."""
     import torch
 
-    from serving.embed import EmbedParams, embed_batches, write_batches
+    from serving.embed import EmbedParams, embed_batches
     from vlclip.cache import RowCache
     from vlclip.encoder import Encoder, ModelParams, create
     from vlclip.params import load_params, section
     from vlclip.progress import Progress
+    from vlclip.tables import write_frames
 
     d, p = Path(data), section(EmbedParams, load_params(params_file), "embed")
     torch.manual_seed(0)
@@ -184,9 +185,9 @@ def embed_worker(data: str, params_file: str) -> int:
     table = (products.merge(crops, on="product_id").merge(queries, on="product_id")
              .rename(columns={"crop_path": "image_path"}))
     with RowCache(d / "cache/embed.sqlite") as cache:
-        frames = embed_batches(Encoder(model, pre, tok), table, p.batch_size, "bench", cache=cache)
+        frames = embed_batches(Encoder(model, pre, tok), table, p, "bench", cache=cache)
         (d / "embeddings").mkdir(exist_ok=True)
-        write_batches(frames, str(d / "embeddings/products.parquet"), Progress("embed", len(table)))
+        write_frames(frames, d / "embeddings/products.parquet", Progress("embed", len(table)).add)
         cache.retain_used()
     print(f"embed: {cache.report()}")
     return 0

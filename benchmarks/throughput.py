@@ -60,16 +60,16 @@ def train_figure(paths: list[str], args) -> dict:
 
 
 def embed_figure(paths: list[str], args) -> dict:
-    from serving.embed import embed_batches
+    from serving.embed import EmbedParams, embed_batches
     from vlclip.encoder import Encoder, ModelParams, create
 
     model, _, pre, tok = create(ModelParams(args.model))
-    encoder = Encoder(model, pre, tok).on(args.device, "bf16")
+    encoder, p = Encoder(model, pre, tok), EmbedParams(args.batch, args.device, "bf16")
     table = pd.DataFrame({"product_id": [f"p{i}" for i in range(len(paths))], "product_type": "mug", "title": "t",
                           "image_path": paths, "query": ["a red mug"] * len(paths)})
-    list(embed_batches(encoder, table.head(args.batch), args.batch, "bench"))  # warm-up
+    list(embed_batches(encoder, table.head(args.batch), p, "bench"))  # warm-up
     t0 = time.perf_counter()
-    rows = sum(len(f) for f in embed_batches(encoder, table, args.batch, "bench"))
+    rows = sum(len(f) for f in embed_batches(encoder, table, p, "bench"))
     return {"images_per_s": round(rows / (time.perf_counter() - t0), 1), "batch": args.batch}
 
 

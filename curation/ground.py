@@ -6,6 +6,7 @@ box, or the full image on fallback; pixels), score, fallback, crop_path."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from curation.detectors import (
     WindowParams,
 )
 from vlclip.cache import RowCache, code_digest, digest, file_digest
+from vlclip.engine import ComputeParams, map_batches
 from vlclip.params import load_params, section
 from vlclip.progress import Progress
 
@@ -80,35 +82,84 @@ def crop_result(image: Image.Image, box: np.ndarray, score: float, p: GroundPara
             "score": round(score, 4), "fallback": fallback, "crop": crop}
 
 
-def _clip_windows(p: GroundParams, products: pd.DataFrame, scout: str | None) -> ClipWindows:
-    if not scout:
+@dataclass(frozen=True)
+class DetectorRecipe:
+    """How a worker builds its detector, wherever it runs (picklable; the model loads there). For
+    clip_windows: the catalog's types and the temperature fitted on the driver."""
+    params: GroundParams
+    scout: str | None = None
+    types: tuple[str, ...] = ()
+    temperature: float = 1.0
+
+
+def _clip_windows(r: DetectorRecipe) -> ClipWindows:
+    if not r.scout:
         raise ValueError("ground.backend clip_windows needs --scout (a CLIP checkpoint directory)")
     from vlclip.encoder import load_encoder
 
-    det = ClipWindows(load_encoder(scout), products["product_type"].tolist(), p.clip_windows, p.windows, p.synonyms)
-    sample = products.sample(min(len(products), p.clip_windows.calibration_images), random_state=0)
-    images = []
-    for path in sample["image_path"]:
-        with Image.open(path) as im:
-            images.append(im.convert("RGB"))
-    t, acc = det.calibrate(images, sample["product_type"].tolist())
-    print(f"ground[clip_windows]: temperature {t:.3f} fitted on {len(images)} full images; the CLIP names "
-          f"their type for {acc:.3f} (chance {1 / len(det.types):.3f})", flush=True)
+    p = r.params
+    det = ClipWindows(load_encoder(r.scout), list(r.types), p.clip_windows, p.windows, p.synonyms)
+    det.temperature = r.temperature
     return det
 
 
-# name -> (ground params, products, scout checkpoint) -> detector with .detect(image, product_type)
+# name -> recipe -> detector with .detect_batch(images, product_types)
 BACKENDS = {
-    "salient": lambda p, products, scout: Salient(p.windows),
+    "salient": lambda r: Salient(r.params.windows),
     "clip_windows": _clip_windows,
-    "grounding_dino": lambda p, products, scout: GroundingDino(p.grounding_dino, p.synonyms),
+    "grounding_dino": lambda r: GroundingDino(r.params.grounding_dino, r.params.synonyms),
 }
 
 
-def make_detector(p: GroundParams, products: pd.DataFrame, scout: str | None = None):
+def prepare(p: GroundParams, products: pd.DataFrame | None, scout: str | None = None) -> DetectorRecipe:
+    """The recipe for this catalog; clip_windows fits its temperature on the catalog's full images."""
     if p.backend not in BACKENDS:
         raise ValueError(f"ground.backend must be one of {sorted(BACKENDS)}, got {p.backend!r}")
-    return BACKENDS[p.backend](p, products, scout)
+    if p.backend != "clip_windows":
+        return DetectorRecipe(p)
+    det = _clip_windows(DetectorRecipe(p, scout, tuple(products["product_type"])))
+    sample = products.sample(min(len(products), p.clip_windows.calibration_images), random_state=0)
+    images = [_rgb(path) for path in sample["image_path"]]
+    t, acc = det.calibrate(images, sample["product_type"].tolist())
+    print(f"ground[clip_windows]: temperature {t:.3f} fitted on {len(images)} full images; the CLIP names "
+          f"their type for {acc:.3f} (chance {1 / len(det.types):.3f})", flush=True)
+    return DetectorRecipe(p, scout, tuple(det.types), t)
+
+
+def make_detector(p: GroundParams, products: pd.DataFrame | None, scout: str | None = None):
+    recipe = prepare(p, products, scout)
+    return BACKENDS[p.backend](recipe)
+
+
+def _rgb(path: str) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+class GroundWorker:
+    """Boxes and crops for a batch of rows (image_path, product_type): what the engine runs per batch,
+    here or in a Ray actor. The crop comes back encoded in its image's format."""
+
+    def __init__(self, recipe: DetectorRecipe):
+        self.recipe, self.detector = recipe, None
+
+    def setup(self) -> None:
+        self.detector = BACKENDS[self.recipe.params.backend](self.recipe)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        p = self.recipe.params
+        with ThreadPoolExecutor(max(1, p.decode_threads)) as pool:
+            images = list(pool.map(_rgb, batch["image_path"]))
+        rows = []
+        for path, g in zip(batch["image_path"], ground_batch(self.detector, images, batch["product_type"].tolist(), p)):
+            buf = io.BytesIO()
+            g.pop("crop").save(buf, format=_format(path), quality=95)
+            rows.append({**_plain(g), "crop": buf.getvalue()})
+        return pd.DataFrame(rows)
+
+
+def _format(path: str) -> str:
+    return Image.registered_extensions().get(Path(path).suffix.lower(), "JPEG")
 
 
 def preview(products: pd.DataFrame, boxes: pd.DataFrame, path: Path, n: int = 12) -> None:
@@ -132,33 +183,15 @@ def preview(products: pd.DataFrame, boxes: pd.DataFrame, path: Path, n: int = 12
     sheet.save(path)
 
 
-def read_ahead(batches, threads: int):
-    """(rows, decoded RGB images) per batch; the next batch is decoded in threads while this one is
-    grounded (Pillow releases the GIL while it decodes)."""
-    def load(path: str) -> Image.Image:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        pending = None
-        for batch in batches:
-            ready = pool.map(load, batch["image_path"].tolist())
-            if pending is not None:
-                yield pending[0], list(pending[1])
-            pending = (batch, ready)
-        if pending is not None:
-            yield pending[0], list(pending[1])
-
-
-def identity(p: GroundParams, detector, scout: str | None) -> str:
+def identity(recipe: DetectorRecipe) -> str:
     """What a box depends on besides its image and type: settings, code, and the detector's model
     and whatever it fitted on this catalog (clip_windows: its types and temperature)."""
-    here = Path(__file__).parent
+    p, here = recipe.params, Path(__file__).parent
     parts: list = [asdict(p), code_digest(here / "ground.py", here / "detectors.py", here / "proposals.py")]
     if p.backend == "clip_windows":
         from vlclip.encoder import checkpoint_sha256
 
-        parts += [checkpoint_sha256(scout), detector.types, detector.temperature]
+        parts += [checkpoint_sha256(recipe.scout), list(recipe.types), recipe.temperature]
     elif p.backend == "grounding_dino":
         model = Path(p.grounding_dino.model)
         parts += [sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in model.iterdir())
@@ -166,10 +199,11 @@ def identity(p: GroundParams, detector, scout: str | None) -> str:
     return digest("ground", *parts)
 
 
-def ground_all(products: pd.DataFrame, detector, p: GroundParams, out: Path, cache: RowCache, ident: str,
-               progress: Progress) -> list[dict]:
+def ground_all(products: pd.DataFrame, recipe: DetectorRecipe, compute: ComputeParams, out: Path,
+               cache: RowCache, progress: Progress) -> list[dict]:
     """boxes.csv rows in catalog order; an image grounded before with the same type and settings is
-    taken from the cache (row and crop), the rest go to the detector in batches."""
+    taken from the cache (row and crop), the rest go to the engine's workers in batches."""
+    ident = identity(recipe)
     keys = [digest(ident, t, file_digest(path)) for t, path in zip(products["product_type"], products["image_path"])]
     known = {k: json.loads(v) for k, v in cache.get_many(keys).items()}
     rows: dict[str, dict] = {}
@@ -180,15 +214,17 @@ def ground_all(products: pd.DataFrame, detector, p: GroundParams, out: Path, cac
             progress.add()
     todo = products[[pid not in rows for pid in products["product_id"]]]
     todo_keys = dict(zip(products["product_id"], keys))
-    batches = (todo.iloc[i:i + p.batch_size] for i in range(0, len(todo), p.batch_size))
-    for batch, images in read_ahead(batches, p.decode_threads):
-        made = {}
-        for r, g in zip(batch.itertuples(), ground_batch(detector, images, batch["product_type"].tolist(), p)):
+    frames = map_batches(GroundWorker(recipe), todo[["image_path", "product_type"]], recipe.params.batch_size, compute)
+    done = 0
+    for frame in frames:
+        batch, made = todo.iloc[done:done + len(frame)], {}
+        done += len(frame)
+        for r, g in zip(batch.itertuples(), frame.to_dict("records")):
             crop_path = out / "crops" / Path(r.image_path).name
-            g.pop("crop").save(crop_path, quality=95)
+            crop_path.write_bytes(g.pop("crop"))
             key = todo_keys[r.product_id]
             cache.keep_file(key, ".jpg", crop_path)
-            made[key] = json.dumps(_plain(g)).encode()
+            made[key] = json.dumps(g).encode()
             rows[r.product_id] = {"product_id": r.product_id, **g, "crop_path": str(crop_path)}
         cache.put_many(made)
         progress.add(len(batch))
@@ -209,23 +245,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--throughput", help="JSON: items, seconds, items/s, peak RSS of this run")
     ap.add_argument("--cache", help="per-image boxes and crops kept across runs")
     args = ap.parse_args(argv)
-    p = section(GroundParams, load_params(args.params), "ground")
+    params = load_params(args.params)
+    p = section(GroundParams, params, "ground")
+    compute = section(ComputeParams, params, "compute")
     products = pd.read_parquet(args.products)
-    detector = make_detector(p, products, args.scout)
+    recipe = prepare(p, products, args.scout)
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     (out / "crops").mkdir(parents=True)
     progress = Progress("ground", len(products))
     with RowCache(args.cache) as cache:
-        rows = ground_all(products, detector, p, out, cache, identity(p, detector, args.scout), progress)
+        rows = ground_all(products, recipe, compute, out, cache, progress)
         cache.retain_used()
     boxes = pd.DataFrame(rows)
     boxes.to_csv(out / "boxes.csv", index=False)
     if args.preview:
         Path(args.preview).parent.mkdir(parents=True, exist_ok=True)
         preview(products, boxes, Path(args.preview))
-    report = progress.save(args.throughput, backend=p.backend, batch_size=p.batch_size)
+    report = progress.save(args.throughput, backend=p.backend, batch_size=p.batch_size, engine=compute.engine)
     print(f"ground: {cache.report()}")
     print(f"ground[{p.backend}]: {len(boxes)} crops, fallback rate {boxes['fallback'].mean():.3f} "
           f"(tau={p.threshold}), mean score {boxes['score'].mean():.3f}; {report['items_per_s']} images/s, "

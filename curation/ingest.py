@@ -12,13 +12,18 @@ import csv
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from PIL import Image
 
 from vlclip.params import load_params, section
+from vlclip.progress import Progress
+from vlclip.tables import write_frames
 
 REQUIRED = ("product_id", "product_type", "title", "description", "image_path")
 CATALOG_FILES = ("catalog.csv", "catalog.parquet", "catalog.jsonl")
@@ -49,20 +54,19 @@ def find_catalog(directory: Path) -> Path:
     raise FileNotFoundError(f"{directory}: no catalog file; expected one of {', '.join(CATALOG_FILES)}")
 
 
-def _records(path: Path) -> tuple[list[str], list[tuple[int, dict | None, str]]]:
-    """-> (columns, [(line, record or None, why it is malformed)]); lines count from 1 in the file."""
+def _record_lines(path: Path) -> Iterator[tuple[int, dict | None, str]]:
+    """(line, record or None, why it is malformed) per catalog line; lines count from 1 in the file."""
     if path.suffix == ".csv":
         with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
             reader = csv.reader(fh)
             header = next(reader, [])
-            out, line = [], reader.line_num + 1
+            line = reader.line_num + 1
             for fields in reader:
                 bad = "" if len(fields) == len(header) else \
                     f"malformed CSV line: {len(fields)} fields, the header has {len(header)}"
-                out.append((line, None if bad else dict(zip(header, fields)), bad))
+                yield line, None if bad else dict(zip(header, fields)), bad
                 line = reader.line_num + 1
-            return header, out
-    out, columns = [], {}
+        return
     with open(path, encoding="utf-8-sig", errors="replace") as fh:
         for line, text in enumerate(fh, 1):
             if not text.strip():
@@ -71,29 +75,55 @@ def _records(path: Path) -> tuple[list[str], list[tuple[int, dict | None, str]]]
                 record = json.loads(text)
                 if not isinstance(record, dict):
                     raise ValueError("not a JSON object")
-                columns |= dict.fromkeys(record)
-                out.append((line, record, ""))
+                yield line, record, ""
             except ValueError as exc:
-                out.append((line, None, f"malformed JSON line: {exc}"[:200]))
-    return list(columns), out
+                yield line, None, f"malformed JSON line: {exc}"[:200]
+
+
+def catalog_shape(path: Path) -> tuple[list[str], int]:
+    """-> (columns, rows) without holding the catalog: a parquet file's schema, a CSV header, or every
+    key of a JSONL file (one pass)."""
+    if path.suffix == ".parquet":
+        meta = pq.ParquetFile(path)
+        return list(meta.schema_arrow.names), meta.metadata.num_rows
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            header = next(csv.reader(fh), [])
+        return header, sum(1 for _ in _record_lines(path))
+    columns, rows = {}, 0
+    for _, record, _ in _record_lines(path):
+        columns |= dict.fromkeys(record or {})
+        rows += 1
+    return list(columns), rows
+
+
+def catalog_frames(path: Path, rows: int = 10_000) -> Iterator[pd.DataFrame]:
+    """The catalog `rows` lines at a time: every column as a string so ids like 00123 keep their zeros,
+    missing values as ''. Two columns are added: `_line` (the row's line in the file, its position in a
+    parquet file) and `_malformed` (why a line could not be read as a row, else '')."""
+    columns, _ = catalog_shape(path)
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: missing required column(s) {missing}; found {columns}")
+    if path.suffix == ".parquet":
+        done = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            df = batch.to_pandas().astype(str).assign(_malformed="")
+            df.insert(0, "_line", range(done + 1, done + len(df) + 1))
+            done += len(df)
+            yield df.replace({"nan": "", "None": ""})
+        return
+    lines = _record_lines(path)
+    while chunk := list(islice(lines, rows)):
+        df = pd.DataFrame([{**(r or {}), "_line": line, "_malformed": bad} for line, r, bad in chunk],
+                          columns=[*columns, "_line", "_malformed"]).fillna("")
+        df[columns] = df[columns].astype(str)
+        yield df.replace({"nan": "", "None": ""})
 
 
 def read_catalog(path: Path) -> pd.DataFrame:
-    """Every column as a string so ids like 00123 keep their zeros; missing values become ''. Two
-    columns are added: `_line` (the row's line in the file, its position in a parquet file) and
-    `_malformed` (why a line could not be read as a row, else '')."""
-    if path.suffix == ".parquet":
-        df = pd.read_parquet(path).astype(str).assign(_malformed="")
-        df.insert(0, "_line", range(1, len(df) + 1))
-    else:
-        columns, rows = _records(path)
-        df = pd.DataFrame([{**(r or {}), "_line": line, "_malformed": bad} for line, r, bad in rows],
-                          columns=[*columns, "_line", "_malformed"]).fillna("")
-        df[columns] = df[columns].astype(str)
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing required column(s) {missing}; found {list(df.columns[:-2])}")
-    return df.replace({"nan": "", "None": ""})
+    """The whole catalog in one frame (`catalog_frames` joined)."""
+    return pd.concat(list(catalog_frames(path)), ignore_index=True)
 
 
 def check_image(path: Path, min_side: int, max_pixels: int = 40_000_000) -> str:
@@ -168,9 +198,11 @@ def split_of(product_id: str, split: Split) -> str:
     return "train" if u < split.train else "val" if u < split.train + split.val else "test"
 
 
-def ingest(df: pd.DataFrame, base: Path, params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """-> (clean products, quarantine rows: row (the line in the catalog file), product_id, field, reason)."""
-    keep, bad, seen = [], [], set()
+def ingest(df: pd.DataFrame, base: Path, params: IngestParams,
+           seen: set[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """-> (clean products, quarantine rows: row (the line in the catalog file), product_id, field, reason).
+    `seen`: the ids kept from earlier chunks of the same catalog (a repeat of one is a duplicate)."""
+    keep, bad, seen = [], [], set() if seen is None else seen
     df = df.assign(product_id=df["product_id"].str.strip(),
                    product_type=df["product_type"].str.strip().str.lower())
     if "_line" not in df:
@@ -199,17 +231,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     params = section(IngestParams, load_params(args.params), "ingest")
     path = find_catalog(Path(args.catalog))
-    raw = read_catalog(path)
-    print(f"ingest: {len(raw)} rows from {path}")
-    products, quarantine = ingest(raw, path.parent, params)
-    out = Path(args.out)
+    columns, total = catalog_shape(path)
+    progress = Progress("ingest", total)
+    print(f"ingest: {total} rows from {path}")
+    out, seen, counts = Path(args.out), set(), {"quarantined": 0}
     out.mkdir(parents=True, exist_ok=True)
-    products.to_parquet(out / "products.parquet", index=False)
-    quarantine.to_csv(out / "quarantine.csv", index=False)
-    for r in quarantine.itertuples():
-        print(f"  quarantined row {r.row} ({r.product_id or '-'}): {r.field}: {r.reason}")
-    counts = products["split"].value_counts().to_dict()
-    print(f"ingest: kept {len(products)}, quarantined {len(quarantine)}; split {counts}")
+    with open(out / "quarantine.csv", "w", newline="", encoding="utf-8") as qfile:
+        qfile.write("row,product_id,field,reason\n")
+
+        def kept():
+            for raw in catalog_frames(path):
+                products, quarantine = ingest(raw, path.parent, params, seen)
+                quarantine.to_csv(qfile, index=False, header=False)
+                for r in quarantine.itertuples():
+                    print(f"  quarantined row {r.row} ({r.product_id or '-'}): {r.field}: {r.reason}")
+                counts["quarantined"] += len(quarantine)
+                for split, n in products["split"].value_counts().items():
+                    counts[split] = counts.get(split, 0) + int(n)
+                progress.add(len(raw))
+                yield products
+
+        empty = pd.DataFrame(columns=[*columns, "split"], dtype=str)  # a catalog with no valid row
+        write_frames(kept(), out / "products.parquet", empty=empty)
+    quarantined = counts.pop("quarantined")
+    print(f"ingest: kept {len(seen)}, quarantined {quarantined}; split {counts}")
     return 0
 
 

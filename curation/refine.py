@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
+import pickle
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,13 @@ from curation.refinement.guards import passes
 from curation.refinement.rules import RulesParams
 from curation.refinement.text import tokens
 from vlclip.cache import RowCache, code_digest, digest
+from vlclip.engine import ComputeParams, map_batches
 from vlclip.params import load_params, section
 from vlclip.progress import Progress
+from vlclip.tables import count_rows, read_frames, write_frames
 
-__all__ = ["BACKENDS", "OpenAIParams", "RefineParams", "RulesParams", "make_backend", "refine_products", "main"]
+__all__ = ["BACKENDS", "OpenAIParams", "RefineParams", "RefineWorker", "RulesParams", "make_backend", "refine_products",
+           "main"]
 
 QUERY_COLUMNS = ["product_id", "query", "rounds", "guard_ok", "in_window", "backend", "fell_back"]
 
@@ -53,6 +57,7 @@ class RefineParams:
     max_words: int
     openai: OpenAIParams
     rules: RulesParams = RulesParams()
+    batch_size: int = 64          # products per engine batch (a Ray actor refines one batch at a time)
 
     @property
     def window(self) -> Window:
@@ -109,7 +114,8 @@ def settings_key(params: RefineParams, backend: Backend) -> str:
     """What every product's query depends on besides its own text: settings, backend, and the
     refinement code with its lexicons."""
     here = Path(__file__).parent
-    return digest("refine", asdict(params), backend.name, getattr(backend, "identity", ""),
+    settings = {k: v for k, v in asdict(params).items() if k != "batch_size"}  # batching changes no query
+    return digest("refine", settings, backend.name, getattr(backend, "identity", ""),
                   code_digest(here / "refine.py", here / "refinement"))
 
 
@@ -126,47 +132,100 @@ def product_key(base: str, product: Product, common: frozenset[str]) -> str:
                   product.extras, sorted(common & words))
 
 
-def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backend,
-                    progress: Callable[[int], None] | None = None,
-                    cache: RowCache | None = None) -> tuple[pd.DataFrame, list[dict]]:
-    """One query row and one audit record per product, in the input order. With a cache, products
-    whose text and settings were refined before are not sent to the agents again."""
+class RefineWorker:
+    """Query rows and audit records for a batch of products (column `product`: pickled Product), what
+    the engine runs per batch, here or in a Ray actor (an LLM backend's client connects again there)."""
+
+    def __init__(self, params: RefineParams, backend: Backend, rules: RulesBackend):
+        self.params, self.backend = params, backend
+        self.rules = None if rules is backend else rules
+
+    def setup(self) -> None:
+        self.rules = self.rules or self.backend
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        out = []
+        for raw in batch["product"]:
+            row, record = refine_one(pickle.loads(raw), self.params, self.backend, self.rules)
+            out.append(json.dumps({"row": row, "audit": record}, ensure_ascii=False))
+        return pd.DataFrame({"result": out})
+
+
+def _products(frame: pd.DataFrame) -> list[Product]:
+    return [Product.from_row(r) for r in frame.to_dict("records")]
+
+
+def refine_stream(frames: Callable[[], Iterable[pd.DataFrame]], params: RefineParams, backend: Backend,
+                  cache: RowCache | None = None, compute: ComputeParams = ComputeParams(),
+                  progress: Callable[[int], None] | None = None,
+                  chunk: int = 1000) -> Iterator[tuple[pd.DataFrame, list[dict]]]:
+    """Query rows and audit records, `chunk` products at a time in the input order. `frames()` gives the
+    products as frames and is read three times (the catalog's filler words, the cache keys, the
+    products to refine), so the catalog itself is never in memory: only a key per product. Products
+    whose text and settings were refined before come from the cache; the rest go to the engine."""
     if params.min_words > params.max_words:
         raise ValueError(f"refine.min_words ({params.min_words}) > refine.max_words ({params.max_words})")
-    items = [Product.from_row(r) for r in products.to_dict("records")]
     rules = backend if isinstance(backend, RulesBackend) else RulesBackend(params.window, params.rules)
-    rules.adopt(items)
+    rules.adopt(p for frame in frames() for p in _products(frame))
     cache = cache or RowCache(None)
     base, common = settings_key(params, backend), frozenset(getattr(rules, "common", ()) or ())
-    keys = [product_key(base, p, common) for p in items]
-    known = cache.get_many(keys)
-    results, made = [], {}
-    for product, key in zip(items, keys):
-        if key in known:
-            results.append(json.loads(known[key]))
-        else:
-            row, record = refine_one(product, params, backend, rules)
-            results.append({"row": row, "audit": record})
-            made[key] = json.dumps(results[-1], ensure_ascii=False).encode()
-            if len(made) >= 1000:
-                cache.put_many(made)
-                made = {}
+    keys, present = [], set()
+    for frame in frames():
+        part = [product_key(base, p, common) for p in _products(frame)]
+        keys += part
+        present |= cache.present(part)
+
+    def todo() -> Iterator[pd.DataFrame]:
+        done = 0
+        for frame in frames():
+            items, part = _products(frame), keys[done:done + len(frame)]
+            done += len(frame)
+            yield pd.DataFrame({"product": [pickle.dumps(p) for p, k in zip(items, part) if k not in present]})
+
+    total = sum(k not in present for k in keys)
+    made = (r for f in map_batches(RefineWorker(params, backend, rules), todo(), params.batch_size, compute, total)
+            for r in f["result"])
+    for start in range(0, len(keys), chunk):
+        yield _merge(keys[start:start + chunk], present, made, cache)
         if progress is not None:
-            progress(1)
-    cache.put_many(made)
+            progress(len(keys[start:start + chunk]))
+
+
+def _merge(keys: list[str], present: set[str], made: Iterator[str], cache: RowCache) -> tuple[pd.DataFrame, list[dict]]:
+    """One chunk in order: a cached product read now, any other the engine's next result (cached)."""
+    known, fresh, results = cache.get_many([k for k in keys if k in present]), {}, []
+    for key in keys:
+        raw = known[key] if key in present else next(made).encode()
+        results.append(json.loads(raw))
+        if key not in present:
+            fresh[key] = raw
+    cache.put_many(fresh)
     frame = pd.DataFrame([r["row"] for r in results], columns=QUERY_COLUMNS)
     frame = frame.astype({"rounds": "int64", "guard_ok": bool, "in_window": bool, "fell_back": bool})
     return frame, [r["audit"] for r in results]
 
 
-def summary(queries: pd.DataFrame) -> dict[str, Any]:
-    n = len(queries)
-    words = queries["query"].str.split().str.len() if n else pd.Series(dtype=float)
-    return {"products": n, "pass_rate": float(queries["guard_ok"].mean()) if n else 0.0,
-            "in_window": float(queries["in_window"].mean()) if n else 0.0,
-            "mean_rounds": float(queries["rounds"].mean()) if n else 0.0,
-            "mean_words": float(words.mean()) if n else 0.0,
-            "fell_back": int(queries["fell_back"].sum())}
+def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backend,
+                    progress: Callable[[int], None] | None = None, cache: RowCache | None = None,
+                    compute: ComputeParams = ComputeParams()) -> tuple[pd.DataFrame, list[dict]]:
+    """`refine_stream` over a frame in memory: every query row and audit record at once."""
+    parts = list(refine_stream(lambda: [products], params, backend, cache, compute, progress))
+    if not parts:
+        return _merge([], set(), iter(()), RowCache(None))
+    return pd.concat([f for f, _ in parts], ignore_index=True), [a for _, audit in parts for a in audit]
+
+
+def summary(queries: pd.DataFrame, into: dict[str, float] | None = None) -> dict[str, Any]:
+    """Pass rate, window share, mean rounds and words, fell-back count; `into` sums chunks as they come."""
+    words = queries["query"].str.split().str.len() if len(queries) else pd.Series(dtype=float)
+    into = into if into is not None else {}
+    for name, value in (("products", len(queries)), ("pass", queries["guard_ok"].sum()),
+                        ("window", queries["in_window"].sum()), ("rounds", queries["rounds"].sum()),
+                        ("words", words.sum()), ("fell_back", queries["fell_back"].sum())):
+        into[name] = into.get(name, 0) + int(value)
+    n = max(into["products"], 1)
+    return {"products": into["products"], "pass_rate": into["pass"] / n, "in_window": into["window"] / n,
+            "mean_rounds": into["rounds"] / n, "mean_words": into["words"] / n, "fell_back": into["fell_back"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,22 +236,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", help="per-product results kept across runs (SQLite); none: refine everything")
     ap.add_argument("--throughput", help="JSON: items, seconds, items/s, peak RSS of this run")
     args = ap.parse_args(argv)
-    params = section(RefineParams, load_params(args.params), "refine")
-    products = pd.read_parquet(args.products)
-    progress = Progress("refine", len(products))
-    with make_backend(params) as backend, RowCache(args.cache) as cache:
-        queries, audit = refine_products(products, params, backend, progress.add, cache)
-        cache.retain_used()
-    report = progress.save(args.throughput, backend=params.backend)
-    print(f"refine: {cache.report()}; {report['items_per_s']} products/s, peak RSS {report['peak_rss_mb']:.0f} MB",
-          flush=True)
+    raw = load_params(args.params)
+    params, compute = section(RefineParams, raw, "refine"), section(ComputeParams, raw, "compute")
+    progress = Progress("refine", count_rows(args.products))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    queries.to_parquet(out / "queries.parquet", index=False)
-    with open(out / "audit.jsonl", "w", encoding="utf-8") as fh:
-        for record in audit:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    s = summary(queries)
+    totals: dict[str, float] = {}
+    with make_backend(params) as backend, RowCache(args.cache) as cache, \
+            open(out / "audit.jsonl", "w", encoding="utf-8") as audit_file:
+        def chunks():
+            for queries, audit in refine_stream(lambda: read_frames(args.products), params, backend, cache, compute,
+                                                progress.add):
+                audit_file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in audit)
+                summary(queries, totals)
+                yield queries
+
+        write_frames(chunks(), out / "queries.parquet", empty=_merge([], set(), iter(()), cache)[0])
+        cache.retain_used()
+    report = progress.save(args.throughput, backend=params.backend, engine=compute.engine)
+    print(f"refine: {cache.report()}; {report['items_per_s']} products/s, peak RSS {report['peak_rss_mb']:.0f} MB",
+          flush=True)
+    s = summary(pd.DataFrame(columns=QUERY_COLUMNS), totals)
     print(f"refine[{params.backend}]: {s['products']} queries, hard-guard pass rate {s['pass_rate']:.3f}, "
           f"in the word window {s['in_window']:.3f}, "
           f"mean rounds {s['mean_rounds']:.2f}, mean words {s['mean_words']:.1f}, fell back {s['fell_back']}")

@@ -93,6 +93,19 @@ class RowCache:
         self.misses += len(keys) - len(found)
         return found
 
+    def present(self, keys: Iterable[str]) -> set[str]:
+        """The keys the store holds (values are read later, batch by batch, with get_many)."""
+        keys = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        if self.db is not None:
+            for i in range(0, len(keys), _CHUNK):
+                part = keys[i:i + _CHUNK]
+                marks = ",".join("?" * len(part))
+                found.update(k for (k,) in self.db.execute(f"SELECT key FROM rows WHERE key IN ({marks})", part))
+        self._used.update(keys)
+        self.misses += len(keys) - len(found)
+        return found
+
     def put_many(self, items: dict[str, bytes]) -> None:
         self._used.update(items)
         if self.db is not None and items:

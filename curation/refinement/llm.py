@@ -38,15 +38,26 @@ class ChatClient:
 
     def __init__(self, base_url: str, api_key: str, params: OpenAIParams, retries: int = 4,
                  backoff_s: float = 1.0):
-        import httpx  # only the openai backend needs it
-
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.params, self.retries, self.backoff_s = params, retries, backoff_s
-        headers = {"Content-Type": "application/json"}
+        self.headers = {"Content-Type": "application/json"}
         if api_key:  # local servers (vLLM, Ollama, llama.cpp) often need none
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._http = httpx.Client(timeout=params.timeout_s, headers=headers)
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self._connect()
+
+    def _connect(self) -> None:
+        import httpx  # only the openai backend needs it
+
+        self._http = httpx.Client(timeout=self.params.timeout_s, headers=self.headers)
         self._transport_errors = (httpx.TransportError,)
+
+    def __getstate__(self) -> dict:
+        """A client travels to a Ray actor as its settings and connects again there."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_http", "_transport_errors")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._connect()
 
     def complete(self, system: str, user: str) -> str:
         body = {"model": self.params.model, "temperature": self.params.temperature,

@@ -114,7 +114,7 @@ def test_ground_regrounds_only_changed_images_and_writes_the_same_boxes(tmp_path
         rows.append({"product_id": f"p{i}", "product_type": ["mug", "lamp"][i % 2],
                      "image_path": str(tmp_path / "img" / f"{i}.jpg")})
     pd.DataFrame(rows).to_parquet(tmp_path / "p.parquet")
-    (tmp_path / "params.yaml").write_text("ground: {backend: salient, batch_size: 4}\n")
+    (tmp_path / "params.yaml").write_text("ground: {backend: salient, batch_size: 4}\ncompute: {engine: local}\n")
 
     def run(out, cache=True):
         ground_main(["--params", str(tmp_path / "params.yaml"), "--products", str(tmp_path / "p.parquet"),
@@ -134,7 +134,7 @@ def test_ground_regrounds_only_changed_images_and_writes_the_same_boxes(tmp_path
 def test_embed_reencodes_only_changed_products_and_a_new_model_everything(tmp_path):
     import torch
 
-    from serving.embed import embed_batches, embed_products
+    from serving.embed import EmbedParams, embed_batches, embed_products
     from vlclip.encoder import Encoder, ModelParams, create
 
     torch.manual_seed(0)
@@ -148,7 +148,7 @@ def test_embed_reencodes_only_changed_products_and_a_new_model_everything(tmp_pa
 
     def run(t, enc=encoder):
         with RowCache(tmp_path / "e.sqlite") as cache:
-            frame = pd.concat(list(embed_batches(enc, t, 4, "1", cache=cache)), ignore_index=True)
+            frame = pd.concat(list(embed_batches(enc, t, EmbedParams(4), "1", cache=cache)), ignore_index=True)
             cache.retain_used()
             return frame, (cache.misses, cache.hits)
 

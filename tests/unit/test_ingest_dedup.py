@@ -6,7 +6,8 @@ from PIL import Image
 from curation.dedup import dedup, phash_bits
 from curation.hamming import groups as duplicate_groups
 from curation.hamming import near_pairs, plan
-from curation.ingest import IngestParams, Split, find_catalog, ingest, read_catalog, split_of
+from curation.ingest import IngestParams, Split, catalog_frames, find_catalog, ingest, read_catalog, split_of
+from curation.ingest import main as ingest_main
 
 PARAMS = IngestParams(split=Split(0.8, 0.1, 0.1), min_image_side=16)
 
@@ -45,6 +46,33 @@ def test_ingest_quarantines_each_broken_row_with_its_reason(catalog):
     assert set(quarantine["field"]) == {"title", "product_id", "image_path"}
     assert products.loc[products["product_id"] == "p0", "product_type"].item() == "dress"
     assert all(p.startswith("/") for p in products["image_path"])  # relative paths resolved
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_a_catalog_read_in_chunks_gives_what_it_gives_whole(catalog, fmt):
+    """Chunks of 3 lines with one set of kept ids: the duplicate p1 falls in the second chunk."""
+    df = pd.read_csv(catalog / "catalog.csv", dtype=str, keep_default_na=False)
+    (catalog / "catalog.csv").unlink()
+    path = catalog / f"catalog.{fmt}"
+    {"csv": lambda: df.to_csv(path, index=False), "parquet": lambda: df.to_parquet(path, index=False),
+     "jsonl": lambda: df.to_json(path, orient="records", lines=True)}[fmt]()
+    whole, whole_q = ingest(read_catalog(path), catalog, PARAMS)
+    seen: set[str] = set()
+    parts = [ingest(chunk, catalog, PARAMS, seen) for chunk in catalog_frames(path, rows=3)]
+    pd.testing.assert_frame_equal(pd.concat([p for p, _ in parts], ignore_index=True), whole)
+    pd.testing.assert_frame_equal(pd.concat([q for _, q in parts], ignore_index=True), whole_q)
+    assert "duplicate product_id" in whole_q.set_index("product_id").loc["p1", "reason"]
+
+
+def test_ingest_stage_writes_products_and_quarantine_as_it_reads(catalog, tmp_path_factory, capsys):
+    out = tmp_path_factory.mktemp("out")
+    (out / "params.yaml").write_text("ingest: {split: {train: 0.8, val: 0.1, test: 0.1}}\n")
+    assert ingest_main(["--params", str(out / "params.yaml"), "--catalog", str(catalog), "--out", str(out)]) == 0
+    whole, whole_q = ingest(read_catalog(catalog / "catalog.csv"), catalog, PARAMS)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "products.parquet"), whole)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "quarantine.csv", keep_default_na=False, dtype={"row": int}),
+                                  whole_q.astype({"row": int}))
+    assert "kept 3, quarantined 5" in capsys.readouterr().out
 
 
 def _hostile(root):

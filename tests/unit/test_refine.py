@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import socket
 from dataclasses import replace
@@ -11,7 +12,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from curation.refine import OpenAIParams, RefineParams, main, make_backend, refine_one, refine_products
+from curation.refine import (
+    OpenAIParams,
+    RefineParams,
+    main,
+    make_backend,
+    refine_one,
+    refine_products,
+    refine_stream,
+)
 from curation.refinement import ChatClient, OpenAIBackend, Product, RulesBackend, Window, check_guards, run_agents
 from curation.refinement.guards import UNGROUNDED, non_visual_hits, passes
 from curation.refinement.lexicon import words
@@ -296,7 +305,8 @@ def test_a_backend_closes_its_client_when_the_block_ends():
 
 def write_params(tmp_path, backend: str):
     params = {"refine": {"backend": backend, "max_rounds": 5, "min_words": 10, "max_words": 20,
-                         "openai": {"model": "fake-model", "temperature": 0.0, "timeout_s": 5}}}
+                         "openai": {"model": "fake-model", "temperature": 0.0, "timeout_s": 5}},
+              "compute": {"engine": "local"}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     PRODUCTS.assign(image_path="/img.png", split="train", phash="ff00").to_parquet(tmp_path / "products.parquet")
     return ["--params", str(tmp_path / "params.yaml"), "--products", str(tmp_path / "products.parquet"),
@@ -332,3 +342,24 @@ def test_rules_refiner_removes_flagged_words_from_any_query():
     fixed = rules.refine(p, bad, check_guards(bad, p.product_type, p.index, WINDOW))
     assert passes(check_guards(fixed, p.product_type, p.index, WINDOW))
     assert not {"free", "shipping", "elegant", "women's"} & set(fixed.replace(",", " ").split())
+
+
+def test_streamed_chunks_give_the_in_memory_queries_and_audit():
+    queries, audit = refine_products(PRODUCTS, PARAMS, RulesBackend(WINDOW))
+    frames = lambda: [PRODUCTS.iloc[i:i + 2] for i in range(0, len(PRODUCTS), 2)]  # noqa: E731
+    parts = list(refine_stream(frames, PARAMS, RulesBackend(WINDOW), chunk=2))
+    assert [len(f) for f, _ in parts] == [2, 1]
+    pd.testing.assert_frame_equal(pd.concat([f for f, _ in parts], ignore_index=True), queries)
+    assert [a for _, chunk in parts for a in chunk] == audit
+
+
+def test_an_llm_backend_travels_to_another_process_and_connects_there():
+    """What a Ray actor receives: the pickled backend, whose client opens its own connection."""
+    with FakeLLM() as llm, openai_backend(llm) as backend:
+        copy = pickle.loads(pickle.dumps(backend))
+        try:
+            assert copy.client._http is not backend.client._http
+            row, _ = refine_one(Product.from_row(PRODUCTS.iloc[0].to_dict()), PARAMS, copy, RulesBackend(WINDOW))
+        finally:
+            copy.close()
+        assert row["backend"] == "openai" and row["guard_ok"] and len(llm.requests) >= 2
