@@ -31,18 +31,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serving.backends import Searcher, backend, load_embeddings, matrix
+from serving.backends import Embeddings, Searcher, as_table, backend, matrix
 from serving.backends.schema import IndexParams
-from serving.delta import delta, digests, read_state, spread, write_state
+from serving.delta import delta, read_state, spread, write_state
 from vlclip import receipt
 from vlclip.params import load_params, section
+from vlclip.tables import read_frames
 
 
-def measure(searcher: Searcher, df: pd.DataFrame, k: int, sample: int) -> dict:
+def measure(searcher: Searcher, table: Embeddings | pd.DataFrame, k: int, sample: int) -> dict:
     """Recall@k of HNSW vs exact search, each product's text embedding querying the image vectors
     of its own type (the text->image retrieval the service does), plus HNSW latency; over `sample`
     products spread through the table (all of them when there are fewer)."""
-    df = df.iloc[spread(len(df), sample)]
+    table = as_table(table)
+    df = table.take(spread(table.n, sample))
     queries = matrix(df, "text_embedding")
     types = df["product_type"].astype(str).to_numpy()
     per_type: dict[str, list[float]] = {}
@@ -80,24 +82,23 @@ def problems(chosen, params: IndexParams, target, old: dict | None) -> list[str]
         searcher.close()
 
 
-def write_index(chosen, params: IndexParams, target, df: pd.DataFrame, old: dict | None,
+def write_index(chosen, params: IndexParams, target, table: Embeddings, old: dict | None,
                 state: pd.DataFrame | None) -> tuple[dict, dict, str]:
     """Update the index in place of a rebuild when it holds the same model and its last rows are
     known; -> (what the index holds, how well and fast it answers, how it was written)."""
-    df = load_embeddings(df)
-    same = (old is not None and state is not None and str(df["model_version"].iloc[0]) == old["model_version"]
-            and len(df["image_embedding"].iloc[0]) == old["dim"])
+    same = (old is not None and state is not None and table.model_version == old["model_version"]
+            and table.dim == old["dim"])
     t0 = time.perf_counter()
     if same:
-        upsert, deletes = delta(state, digests(df))
-        built = chosen.update(df, upsert, deletes, params, target, print)
+        upsert, deletes = delta(state, table.digests)
+        built = chosen.update(table, upsert, deletes, params, target, print)
         how = f"updated: {len(upsert)} upserted, {len(deletes)} deleted"
     else:
-        built, how = chosen.build(df, params, target, print), "rebuilt"
+        built, how = chosen.build(table, params, target, print), "rebuilt"
     build_s = time.perf_counter() - t0
     searcher = chosen.open(params, target)
     try:
-        stats = measure(searcher, df, params.recall_k, params.recall_sample)
+        stats = measure(searcher, table, params.recall_k, params.recall_sample)
     finally:
         searcher.close()
     held = {"backend": params.backend, "model_version": built["model_version"], "dim": built["dim"],
@@ -117,21 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state", help="digests of the rows the index holds, for updates of the same model")
     args = ap.parse_args(argv)
     params = section(IndexParams, load_params(args.params), "index")
-    df, fingerprint = pd.read_parquet(args.embeddings), receipt.sha256_file(args.embeddings)
+    fingerprint = receipt.sha256_file(args.embeddings)
     chosen = backend(params)
     target = chosen.target(params, args.index, None)  # one target for build and measure (':memory:' lives in it)
     old = receipt.read(args.receipt)
     found = problems(chosen, params, target, old)
     if not found and old.get("embeddings_sha256") == fingerprint and Path(args.metrics).exists():
-        print(f"index: {len(df)} products, backend {params.backend}: the index holds them; nothing to do")
+        print(f"index: {sum(old['counts'].values())} products, backend {params.backend}: the index holds them; "
+              "nothing to do")
         return 0
+    table = Embeddings.scan(lambda: read_frames(args.embeddings))
     state = None if found else read_state(args.state, old.get("rows_sha256"))
     receipt.clear(args.receipt)
-    held, stats, how = write_index(chosen, params, target, df, None if found else old, state)
-    rows_sha256 = write_state(args.state, digests(df)) if args.state else None
+    held, stats, how = write_index(chosen, params, target, table, None if found else old, state)
+    rows_sha256 = write_state(args.state, table.digests) if args.state else None
     receipt.write(args.metrics, stats)
     receipt.write(args.receipt, {**held, "embeddings_sha256": fingerprint, "rows_sha256": rows_sha256})
-    print(f"index: {len(df)} products, {how} ({found[0] if found else 'embeddings changed'}); recall@"
+    print(f"index: {table.n} products, {how} ({found[0] if found else 'embeddings changed'}); recall@"
           f"{params.recall_k} {stats['recall@k']:.3f}, p50 {stats['latency_ms']['p50']:.2f} ms, "
           f"in {stats['build_s']:.1f}s -> {args.receipt}")
     return 0

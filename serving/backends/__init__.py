@@ -13,20 +13,21 @@ from typing import Any
 import pandas as pd
 
 from serving.backends import edge, qdrant
-from serving.backends.schema import IndexParams, Searcher, load_embeddings, matrix
+from serving.backends.schema import IndexParams, Searcher, matrix
+from serving.backends.table import Embeddings, as_table, load_embeddings
 
-__all__ = ["BACKENDS", "Backend", "IndexParams", "Searcher", "backend", "build", "index_version", "load_embeddings",
-           "matrix", "open_searcher"]
+__all__ = ["BACKENDS", "Backend", "Embeddings", "IndexParams", "Searcher", "as_table", "backend", "build",
+           "index_version", "load_embeddings", "matrix", "open_searcher"]
 
 
 @dataclass(frozen=True)
 class Backend:
     target: Callable[[IndexParams, str | Path | None, Any], Any]   # (params, path, client) -> target
-    build: Callable[[pd.DataFrame, IndexParams, Any, Callable], dict]  # (embeddings, params, target, log)
+    build: Callable[[Embeddings, IndexParams, Any, Callable], dict]  # (embeddings, params, target, log)
     open: Callable[[IndexParams, Any], Searcher]                 # (params, target)
     version: Callable[[Any], str]                                 # (target) -> model version, nothing opened
     # (embeddings, ids to upsert, product_id + product_type rows to delete, params, target, log): same model
-    update: Callable[[pd.DataFrame, list, pd.DataFrame, IndexParams, Any, Callable], dict]
+    update: Callable[[Embeddings, list, pd.DataFrame, IndexParams, Any, Callable], dict]
 
 
 BACKENDS = {
@@ -55,6 +56,7 @@ def index_version(params: IndexParams, path: str | Path | None = None, client=No
     return chosen.version(chosen.target(params, path, client))
 
 
-def build(df: pd.DataFrame, params: IndexParams, path: str | Path | None = None, client=None, log=print) -> dict:
+def build(table: Embeddings | pd.DataFrame, params: IndexParams, path: str | Path | None = None, client=None,
+          log=print) -> dict:
     chosen = backend(params)
-    return chosen.build(df, params, chosen.target(params, path, client), log)
+    return chosen.build(as_table(table), params, chosen.target(params, path, client), log)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -21,14 +22,15 @@ from serving.backends.schema import (
     VECTORS,
     IndexParams,
     Searcher,
-    load_embeddings,
     matrix,
     point_id,
     slugs,
 )
+from serving.backends.table import Embeddings, as_table
 from vlclip.receipt import owner_gone
 
 _BATCH = 512
+_OPEN_SHARDS = 16  # shards filled in one pass over the table (each holds open files)
 
 
 def target(params: IndexParams, path: str | Path | None, client=None) -> Path:
@@ -49,23 +51,37 @@ def _edge_config(dim: int, params: IndexParams):
                       optimizers=EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1))
 
 
-def _build_shard(rows: pd.DataFrame, shard_dir: Path, params: IndexParams, dim: int) -> None:
+def _check_shard(shard, shard_dir: Path, n: int, dim: int) -> None:
+    info = shard.info()
+    # Near the 1 KB indexing threshold (a type with a handful of products) a shard may get no graph
+    # and is searched exactly, which is what a graph would approximate.
+    graph = n * dim * 4 >= 2048
+    if info.points_count != n or (graph and info.indexed_vectors_count < n * len(VECTORS)):
+        raise RuntimeError(f"shard {shard_dir.name}: {info.points_count} points, "
+                           f"{info.indexed_vectors_count} indexed vectors; expected {n} HNSW-indexed")
+
+
+def _build_shards(table: Embeddings, types: dict[str, str], root: Path, params: IndexParams,
+                  rows: Callable[[set[str]], Iterable[pd.DataFrame]] | None = None) -> None:
+    """A new shard per type under root/<slug>, filled from one pass over the table per group of
+    _OPEN_SHARDS types (a pass holds a row group, not a type), then HNSW-built and checked."""
     from qdrant_edge import EdgeShard
 
-    shard = EdgeShard.create(str(shard_dir), _edge_config(dim, params))
-    try:
-        _upsert_points(shard, rows)
-        shard.optimize()  # blocking: builds the HNSW graphs
-        info = shard.info()
-        # Near the 1 KB indexing threshold (a type with a handful of products) a shard may get no graph
-        # and is searched exactly, which is what a graph would approximate.
-        graph = len(rows) * dim * 4 >= 2048
-        if info.points_count != len(rows) or (graph and info.indexed_vectors_count < len(rows) * len(VECTORS)):
-            raise RuntimeError(f"shard {shard_dir.name}: {info.points_count} points, "
-                               f"{info.indexed_vectors_count} indexed vectors; expected {len(rows)} HNSW-indexed")
-        shard.flush()
-    finally:
-        shard.close()
+    names = list(types)
+    for g in range(0, len(names), _OPEN_SHARDS):
+        group = {t: types[t] for t in names[g:g + _OPEN_SHARDS]}
+        shards = {t: EdgeShard.create(str(root / slug), _edge_config(table.dim, params)) for t, slug in group.items()}
+        try:
+            for chunk in (rows or (lambda ts: table.rows(types=ts)))(set(group)):
+                for t, part in chunk.groupby(chunk["product_type"].astype(str), sort=False):
+                    _upsert_points(shards[t], part)
+            for t, shard in shards.items():
+                shard.optimize()  # blocking: builds the HNSW graphs
+                _check_shard(shard, root / group[t], table.counts[t], table.dim)
+                shard.flush()
+        finally:
+            for shard in shards.values():
+                shard.close()
 
 
 def _upsert_points(shard, rows: pd.DataFrame) -> None:
@@ -81,24 +97,19 @@ def _upsert_points(shard, rows: pd.DataFrame) -> None:
                   payload=payloads[i]) for i in range(start, min(start + _BATCH, len(rows)))]))
 
 
-def build_edge(df: pd.DataFrame, params: IndexParams, path: Path, log=print) -> dict:
+def build_edge(table: Embeddings | pd.DataFrame, params: IndexParams, path: Path, log=print) -> dict:
     """Build every type's shard in a sibling temp dir, then swap it in (EdgeShard.create refuses a
     dir that already holds segments, and a half-built index must never replace a good one)."""
-    df = load_embeddings(df)
-    path = Path(path)
-    dim = len(df["image_embedding"].iloc[0])
-    type_dirs = slugs(df["product_type"].astype(str).unique().tolist())
+    table, path = as_table(table), Path(path)
+    type_dirs = slugs(list(table.counts))
     remove_stale(path, log)
     tmp = _sibling(path, "build")
     try:
-        counts = {}
+        _build_shards(table, type_dirs, tmp, params)
         for t, slug in type_dirs.items():
-            rows = df[df["product_type"].astype(str) == t]
-            _build_shard(rows, tmp / slug, params, dim)
-            counts[t] = len(rows)
-            log(f"index: {t}: {len(rows)} points -> {slug}/")
-        manifest = {"backend": "edge", "model_version": str(df["model_version"].iloc[0]), "dim": dim,
-                    "types": type_dirs, "counts": counts}
+            log(f"index: {t}: {table.counts[t]} points -> {slug}/")
+        manifest = {"backend": "edge", "model_version": table.model_version, "dim": table.dim,
+                    "types": type_dirs, "counts": table.counts}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _swap(tmp, path)
     finally:
@@ -106,28 +117,28 @@ def build_edge(df: pd.DataFrame, params: IndexParams, path: Path, log=print) -> 
     return manifest
 
 
-def update_edge(df: pd.DataFrame, upsert: list[str], deletes: pd.DataFrame, params: IndexParams, path: Path,
-                log=print) -> dict:
+def update_edge(table: Embeddings | pd.DataFrame, upsert: list[str], deletes: pd.DataFrame, params: IndexParams,
+                path: Path, log=print) -> dict:
     """Apply a catalog change of the same model: copy the index beside itself, then in each type's
     copied shard delete and upsert only the changed points (a type that did not change is copied as
     it is, a new type is built), and swap the copy in like a rebuild. The serving index is never
-    written to; the copy is what changes."""
+    written to; the copy is what changes. Only the changed rows are read into memory."""
     from qdrant_edge import EdgeShard, UpdateOperation
 
-    df, path = load_embeddings(df), Path(path)
-    old, dim = read_manifest(path), len(df["image_embedding"].iloc[0])
-    types = df["product_type"].astype(str)
-    type_dirs, changed = slugs(types.unique().tolist()), df[df["product_id"].astype(str).isin(set(upsert))]
+    table, path = as_table(table), Path(path)
+    old, type_dirs = read_manifest(path), slugs(list(table.counts))
     if not upsert and deletes.empty and type_dirs == old["types"]:
         log("index: no product changed; the index stays as it is")
         return old
+    changed = pd.concat([*table.rows(ids=set(upsert)), pd.DataFrame(columns=["product_type"])], ignore_index=True)
     remove_stale(path, log)
     tmp = _sibling(path, "build")
     try:
+        new = {t: slug for t, slug in type_dirs.items() if t not in old["types"]}
+        _build_shards(table, new, tmp, params, lambda ts: [changed[changed["product_type"].astype(str).isin(ts)]])
         for t, slug in type_dirs.items():
             ups, dels = changed[changed["product_type"].astype(str) == t], deletes[deletes["product_type"] == t]
-            if t not in old["types"]:
-                _build_shard(df[types == t], tmp / slug, params, dim)
+            if t in new:
                 continue
             shutil.copytree(path / old["types"][t], tmp / slug)
             if len(ups) or len(dels):
@@ -141,8 +152,8 @@ def update_edge(df: pd.DataFrame, upsert: list[str], deletes: pd.DataFrame, para
                 finally:
                     shard.close()
             log(f"index: {t}: {len(ups)} upserted, {len(dels)} deleted -> {slug}/")
-        manifest = {"backend": "edge", "model_version": str(df["model_version"].iloc[0]), "dim": dim,
-                    "types": type_dirs, "counts": types.value_counts().sort_index().to_dict()}
+        manifest = {"backend": "edge", "model_version": table.model_version, "dim": table.dim,
+                    "types": type_dirs, "counts": table.counts}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _swap(tmp, path)
     finally:

@@ -27,12 +27,12 @@ from serving.backends.schema import (
     VECTORS,
     IndexParams,
     Searcher,
-    load_embeddings,
     matrix,
     point_id,
     slugs,
     type_slug,
 )
+from serving.backends.table import Embeddings, as_table
 
 ALIAS_PREFIX = "vlclip_"
 _BATCH = 256
@@ -74,6 +74,8 @@ def _create(client, name: str, dim: int, params: IndexParams, metadata: dict) ->
 def _upsert(client, name: str, rows: pd.DataFrame) -> None:
     from qdrant_client import models
 
+    if rows.empty:
+        return
     vecs = {v: matrix(rows, col) for v, col in VECTORS.items()}
     payloads = rows[PAYLOAD].astype(str).to_dict("records")
     for start in range(0, len(rows), _BATCH):
@@ -94,29 +96,30 @@ def _wait_indexed(client, name: str, timeout_s: float = 600.0) -> None:
         time.sleep(0.5)
 
 
-def build_qdrant(df: pd.DataFrame, params: IndexParams, client, log=print) -> dict:
+def build_qdrant(table: Embeddings | pd.DataFrame, params: IndexParams, client, log=print) -> dict:
+    """A fresh collection per type, filled in one pass over the table (a row group at a time), indexed,
+    then swapped in under the aliases in one call."""
     from qdrant_client import models
 
-    df = load_embeddings(df)
-    version = str(df["model_version"].iloc[0])
-    dim = len(df["image_embedding"].iloc[0])
+    table = as_table(table)
+    version, dim = table.model_version, table.dim
     build_id = f"{type_slug(version)}_{uuid.uuid4().hex[:8]}"
     created: dict[str, str] = {}
-    counts: dict[str, int] = {}
     try:
-        for t, slug in slugs(df["product_type"].astype(str).unique().tolist()).items():
-            name = f"{ALIAS_PREFIX}{slug}__{build_id}"
-            rows = df[df["product_type"].astype(str) == t]
-            _create(client, name, dim, params, {"product_type": t, "model_version": version})
-            created[t] = name
-            _upsert(client, name, rows)
+        for t, slug in slugs(list(table.counts)).items():
+            created[t] = f"{ALIAS_PREFIX}{slug}__{build_id}"
+            _create(client, created[t], dim, params, {"product_type": t, "model_version": version})
+        for chunk in table.rows():
+            for t, rows in chunk.groupby(chunk["product_type"].astype(str), sort=False):
+                _upsert(client, created[t], rows)
+        for t, name in created.items():
             _wait_indexed(client, name)
-            counts[t] = len(rows)
-            log(f"index: {t}: {len(rows)} points -> collection {name}")
+            log(f"index: {t}: {table.counts[t]} points -> collection {name}")
     except BaseException:
         for name in created.values():  # never leave a half-built version behind
             client.delete_collection(name)
         raise
+    counts = table.counts
     old = current_aliases(client)
     ops = [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=a)) for a in old]
     ops += [models.CreateAliasOperation(create_alias=models.CreateAlias(
@@ -130,18 +133,18 @@ def build_qdrant(df: pd.DataFrame, params: IndexParams, client, log=print) -> di
             "types": {t: n.split("__")[0] for t, n in created.items()}, "collections": created}
 
 
-def update_qdrant(df: pd.DataFrame, upsert: list[str], deletes: pd.DataFrame, params: IndexParams, client,
-                  log=print) -> dict:
+def update_qdrant(table: Embeddings | pd.DataFrame, upsert: list[str], deletes: pd.DataFrame, params: IndexParams,
+                  client, log=print) -> dict:
     """Apply a catalog change of the same model in place: upsert and delete points in the live
     collections (a server applies each call atomically); a new type gets a collection and alias, a
     type left with no product loses its alias."""
     from qdrant_client import models
 
-    df = load_embeddings(df)
-    version, dim = str(df["model_version"].iloc[0]), len(df["image_embedding"].iloc[0])
+    table = as_table(table)
+    version, dim, counts = table.model_version, table.dim, table.counts
     live = current_aliases(client)
-    changed = df[df["product_id"].astype(str).isin(set(upsert))]
-    created, counts = {}, df["product_type"].astype(str).value_counts().sort_index().to_dict()
+    changed = pd.concat([*table.rows(ids=set(upsert)), pd.DataFrame(columns=["product_type"])], ignore_index=True)
+    created = {}
     for t, slug in slugs(list(counts)).items():
         alias = f"{ALIAS_PREFIX}{slug}"
         name = live.get(alias)

@@ -1,5 +1,5 @@
-"""The index schema both backends share: params, point ids, type names, the embeddings table check,
-and `Searcher` (nearest products within one product type, or across all types merged by score).
+"""The index schema both backends share: params, point ids, type names, and `Searcher` (nearest
+products within one product type, or across all types merged by score).
 
 Named cosine vectors "image" and "fused"; payload product_id, product_type, title, image_path; point
 id = uuid5(product_id), because Qdrant only accepts integer or UUID ids.
@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from serving.vectors import check_vectors
 
 VECTORS = {"image": "image_embedding", "fused": "fused_embedding"}  # index vector name -> parquet column
 PAYLOAD = ["product_id", "product_type", "title", "image_path"]
@@ -56,25 +54,6 @@ def slugs(types: list[str]) -> dict[str, str]:
     if len(set(out.values())) != len(out):
         raise AssertionError(f"index names collide: {out}")
     return out
-
-
-def load_embeddings(df: pd.DataFrame) -> pd.DataFrame:
-    """Check the embed stage's table (one model_version, unique ids, equal dims, no nulls)."""
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise ValueError(f"embeddings table lacks columns {missing}")
-    dup = df["product_id"][df["product_id"].duplicated()].tolist()
-    if dup:
-        raise ValueError(f"embeddings table repeats product_id {dup[:5]}")
-    versions = sorted(df["model_version"].astype(str).unique())
-    if len(versions) != 1:
-        raise ValueError(f"embeddings table mixes model versions {versions}; the index holds one")
-    for col in REQUIRED:
-        bad = df["product_id"][df[col].isna()].tolist()
-        if bad:
-            raise ValueError(f"column {col} is null for product_id {bad[:5]}")
-    check_vectors(df)
-    return df.reset_index(drop=True)
 
 
 def matrix(df: pd.DataFrame, column: str) -> np.ndarray:

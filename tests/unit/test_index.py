@@ -326,3 +326,43 @@ def test_an_update_that_only_deletes_keeps_the_rest_of_the_type(tmp_path):
         assert searcher.count("bag") == 27 and searcher.count("dress") == 30
     finally:
         searcher.close()
+
+
+def _chunked(df: pd.DataFrame, rows: int):
+    return lambda: (df.iloc[i:i + rows] for i in range(0, len(df), rows))
+
+
+def test_an_index_built_from_chunks_in_passes_equals_one_built_from_the_whole_table(tmp_path, monkeypatch):
+    """Row groups of 7 and two shards open per pass (five types: three passes): the same points and answers."""
+    from serving.backends import Embeddings, edge
+
+    types = ["dress", "table lamp", "bag", "mug", "hat"]
+    df = embeddings(40, types=types)
+    build(df, params(), tmp_path / "whole", log=lambda *_: None)
+    monkeypatch.setattr(edge, "_OPEN_SHARDS", 2)
+    table = Embeddings.scan(_chunked(df, 7))
+    assert table.n == len(df) and table.counts == {t: 40 for t in types} and table.dim == DIM
+    build(table, params(), tmp_path / "chunks", log=lambda *_: None)
+    whole, chunks = open_searcher(params(), tmp_path / "whole"), open_searcher(params(), tmp_path / "chunks")
+    try:
+        assert {t: chunks.count(t) for t in types} == {t: 40 for t in types}
+        for _, row in df.iloc[::17].iterrows():
+            assert chunks.search(row["text_embedding"], row["product_type"], 5) == \
+                whole.search(row["text_embedding"], row["product_type"], 5)
+    finally:
+        whole.close()
+        chunks.close()
+    assert table.take([0, 8, 199])["product_id"].tolist() == df["product_id"].iloc[[0, 8, 199]].tolist()
+
+
+def test_a_chunked_scan_finds_what_spans_chunks():
+    from serving.backends import Embeddings
+
+    df = embeddings(5)
+    with pytest.raises(ValueError, match="repeats product_id"):
+        Embeddings.scan(_chunked(pd.concat([df, df.iloc[:1]], ignore_index=True), 4))
+    with pytest.raises(ValueError, match="mixes model versions"):
+        Embeddings.scan(_chunked(df.assign(model_version=["1"] * 8 + ["2"] * 7), 4))
+    short = df.assign(image_embedding=[v[:DIM // 2] if i >= 8 else v for i, v in enumerate(df["image_embedding"])])
+    with pytest.raises(ValueError, match="lengths"):
+        Embeddings.scan(_chunked(short, 4))
