@@ -7,18 +7,20 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from serving.delta import delta, digests, read_state, spread, write_state
+from serving.delta import delta, read_state, spread, write_state
 from serving.features import ATTRIBUTES_VIEW, EMBEDDINGS_VIEW, FeastParams
 from serving.online_delete import delete_products
-from serving.vectors import check_vectors
+from serving.table import Embeddings, as_table
 from vlclip import receipt
 from vlclip.params import load_params, section
+from vlclip.tables import read_frames
 
 
 def load_definitions(repo: Path) -> list:
@@ -35,39 +37,37 @@ def load_definitions(repo: Path) -> list:
     return objects
 
 
-def materialize(repo: Path, config: str, embeddings: pd.DataFrame, sample: int, at: datetime | None = None,
-                chunk: int = 10_000, publish_ids: list[str] | None = None, delete_ids: list[str] = ()) -> dict:
+def materialize(repo: Path, config: str, embeddings: Embeddings | pd.DataFrame, sample: int,
+                at: datetime | None = None, chunk: int = 10_000, publish_ids: list[str] | None = None,
+                delete_ids: list[str] = ()) -> dict:
     """Apply the repository and publish the products' rows to the online store (all of them, or
     only `publish_ids` when the rest are online already), stamped with the publication time `at` (a
     rollback restored from DVC's cache is a new publication), and delete `delete_ids` (products no
     longer in the catalog). Vectors no store may hold are refused first, naming the products; a
     product whose online event is newer than `at` (another writer published after this run began)
-    keeps its newer value, and the run fails naming it."""
+    keeps its newer value, and the run fails naming it. The table is read a row group at a time."""
     from feast import FeatureStore
 
-    check_vectors(embeddings)
+    table = as_table(embeddings)  # checked: vectors no store may hold are refused here
     store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config)
     store.apply(load_definitions(repo))
     at = at or datetime.now(UTC)  # to the microsecond: a publication in the same second as the last one still lands
-    ids = embeddings["product_id"].astype(str)
-    rows = embeddings if publish_ids is None else embeddings[ids.isin(set(publish_ids))]
-    newer = publish(store, rows, at, chunk)
+    written, newer = publish(store, table.rows(None if publish_ids is None else set(publish_ids)), at, chunk)
     if newer:
         raise RuntimeError(f"the online store holds newer events than this publication ({at.isoformat()}) for "
                            f"{len(newer)} product(s) {newer[:5]}; they keep their newer values")
     delete_products(store, [EMBEDDINGS_VIEW, ATTRIBUTES_VIEW], list(delete_ids))
-    wrong = missing_rows(store, embeddings, sample)  # the receipt proves the online store answers
+    wrong = missing_rows(store, table.take(spread(table.n, sample)))  # the receipt proves the online store answers
     if wrong:
         raise RuntimeError(f"the online store does not return what was materialized for {wrong[:5]}")
     left = still_online(store, list(delete_ids)[:sample])
     if left:
         raise RuntimeError(f"deleted products still read back from the online store: {left[:5]}")
-    print(f"materialize: {len(rows)} products written, {len(delete_ids)} deleted")
+    print(f"materialize: {written} products written, {len(delete_ids)} deleted")
     return {"config": config, "online_store": store.config.online_store.type,
-            "registry": str(store.config.registry.path), "rows": int(len(embeddings)),
+            "registry": str(store.config.registry.path), "rows": table.n,
             "feature_views": sorted(fv.name for fv in store.list_feature_views()),
-            "model_version": str(embeddings["model_version"].iloc[0]),
-            "dim": len(embeddings["fused_embedding"].iloc[0])}
+            "model_version": table.model_version, "dim": table.dim}
 
 
 def still_online(store, ids: list[str]) -> list[str]:
@@ -78,7 +78,7 @@ def still_online(store, ids: list[str]) -> list[str]:
     return [i for i, v in zip(ids, got) if v is not None]
 
 
-def changes(repo: Path, embeddings: pd.DataFrame, old: dict | None, state: pd.DataFrame | None,
+def changes(repo: Path, table: Embeddings, old: dict | None, state: pd.DataFrame | None,
             config: str, sample: int) -> tuple[list[str] | None, list[str]]:
     """-> (ids to publish, None for all; ids to delete) against what the last run published: only
     the changed rows when the same model went to the same store and a sample of the unchanged ones
@@ -87,15 +87,16 @@ def changes(repo: Path, embeddings: pd.DataFrame, old: dict | None, state: pd.Da
 
     if state is None:
         return None, []
-    new = digests(embeddings)
+    new = table.digests
     gone = state["product_id"][~state["product_id"].isin(new["product_id"])].tolist()
-    same = old and old.get("config") == config and old.get("model_version") == str(embeddings["model_version"].iloc[0])
+    same = old and old.get("config") == config and old.get("model_version") == table.model_version
     if not same:
         return None, gone
     changed = delta(state, new)[0]
-    unchanged = embeddings[~embeddings["product_id"].astype(str).isin(set(changed))]
+    unchanged = np.flatnonzero(~new["product_id"].isin(set(changed)).to_numpy())
     store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config)
-    return (None if missing_rows(store, unchanged, sample) else changed), gone
+    rows = table.take([int(unchanged[i]) for i in spread(len(unchanged), sample)])
+    return (None if missing_rows(store, rows) else changed), gone
 
 
 def newer_online(store, ids: list[str], at: datetime) -> list[str]:
@@ -106,25 +107,27 @@ def newer_online(store, ids: list[str], at: datetime) -> list[str]:
     return [i for i, ts in zip(ids, got["model_version__ts"]) if ts and int(ts) > limit]
 
 
-def publish(store, embeddings: pd.DataFrame, at: datetime, chunk: int) -> list[str]:
-    """Write both feature views chunk by chunk, never over a newer online event; -> the ids skipped."""
-    rows = embeddings.assign(event_timestamp=pd.Timestamp(at), product_id=embeddings["product_id"].astype(str))
-    skipped: list[str] = []
-    for start in range(0, len(rows), chunk):
-        part = rows.iloc[start:start + chunk]
-        newer = newer_online(store, part["product_id"].tolist(), at)
-        if newer:
-            skipped += newer
-            part = part[~part["product_id"].isin(newer)]
-        if len(part):
-            for view in (EMBEDDINGS_VIEW, ATTRIBUTES_VIEW):
-                store.write_to_online_store(view, part)
-    return skipped
+def publish(store, frames: Iterable[pd.DataFrame], at: datetime, chunk: int) -> tuple[int, list[str]]:
+    """Write both feature views chunk by chunk, never over a newer online event; -> (rows written,
+    the ids skipped)."""
+    written, skipped = 0, []
+    for frame in frames:
+        rows = frame.assign(event_timestamp=pd.Timestamp(at), product_id=frame["product_id"].astype(str))
+        for start in range(0, len(rows), chunk):
+            part = rows.iloc[start:start + chunk]
+            newer = newer_online(store, part["product_id"].tolist(), at)
+            if newer:
+                skipped += newer
+                part = part[~part["product_id"].isin(newer)]
+            if len(part):
+                for view in (EMBEDDINGS_VIEW, ATTRIBUTES_VIEW):
+                    store.write_to_online_store(view, part)
+                written += len(part)
+    return written, skipped
 
 
-def missing_rows(store, embeddings: pd.DataFrame, sample: int) -> list[str]:
-    """Product ids, of a spread sample, whose online fused embedding is absent or not the one given."""
-    rows = embeddings.iloc[spread(len(embeddings), sample)]
+def missing_rows(store, rows: pd.DataFrame) -> list[str]:
+    """Product ids, of these rows (a sample), whose online fused embedding is absent or not the one given."""
     ids = rows["product_id"].astype(str).tolist()
     try:
         got = store.get_online_features(features=["product_embeddings:fused_embedding"],
@@ -136,14 +139,15 @@ def missing_rows(store, embeddings: pd.DataFrame, sample: int) -> list[str]:
             if have is None or len(have) != len(want) or not np.allclose(have, want, atol=1e-6)]
 
 
-def verified(repo: Path, config: str, embeddings: pd.DataFrame, old: dict | None, fingerprint: str,
+def verified(repo: Path, config: str, table: Embeddings, old: dict | None, fingerprint: str,
              sample: int) -> bool:
     """Whether the online store still holds what the receipt says was materialized from these embeddings."""
     from feast import FeatureStore
 
     if not old or old.get("embeddings_sha256") != fingerprint or old.get("config") != config:
         return False
-    wrong = missing_rows(FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config), embeddings, sample)
+    rows = table.take(spread(table.n, sample))
+    wrong = missing_rows(FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config), rows)
     if wrong:
         print(f"materialize: {len(wrong)} of the sampled products are missing from the online store")
     return not wrong
@@ -158,21 +162,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state", help="digests of the rows last published, so a change writes only what changed")
     args = ap.parse_args(argv)
     p = section(FeastParams, load_params(args.params), "feast")
-    repo, embeddings = Path(args.repo).resolve(), pd.read_parquet(args.embeddings)
+    repo, table = Path(args.repo).resolve(), Embeddings.scan(lambda: read_frames(args.embeddings))
     fingerprint = receipt.sha256_file(args.embeddings)
-    if verified(repo, p.config, embeddings, receipt.read(args.receipt), fingerprint, p.verify_sample):
-        print(f"materialize: the online store holds these {len(embeddings)} products (checked "
-              f"{min(len(embeddings), p.verify_sample)}); nothing to do")
+    if verified(repo, p.config, table, receipt.read(args.receipt), fingerprint, p.verify_sample):
+        print(f"materialize: the online store holds these {table.n} products (checked "
+              f"{min(table.n, p.verify_sample)}); nothing to do")
         return 0
     old = receipt.read(args.receipt)
     state = read_state(args.state, (old or {}).get("rows_sha256"))
-    publish_ids, gone = changes(repo, embeddings, old, state, p.config, p.verify_sample)
+    publish_ids, gone = changes(repo, table, old, state, p.config, p.verify_sample)
     receipt.clear(args.receipt)
     t0 = time.time()
-    made = {**materialize(repo, p.config, embeddings, p.verify_sample, publish_ids=publish_ids, delete_ids=gone),
+    made = {**materialize(repo, p.config, table, p.verify_sample, publish_ids=publish_ids, delete_ids=gone),
             "embeddings_sha256": fingerprint}
     if args.state:
-        made["rows_sha256"] = write_state(args.state, digests(embeddings))
+        made["rows_sha256"] = write_state(args.state, table.digests)
     receipt.write(args.receipt, made)
     print(f"materialize: {made['rows']} products in the {made['online_store']} online store "
           f"({', '.join(made['feature_views'])}) in {time.time() - t0:.1f}s")

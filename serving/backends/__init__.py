@@ -14,7 +14,7 @@ import pandas as pd
 
 from serving.backends import edge, qdrant
 from serving.backends.schema import IndexParams, Searcher, matrix
-from serving.backends.table import Embeddings, as_table, load_embeddings
+from serving.table import Embeddings, as_table, load_embeddings
 
 __all__ = ["BACKENDS", "Backend", "Embeddings", "IndexParams", "Searcher", "as_table", "backend", "build",
            "index_version", "load_embeddings", "matrix", "open_searcher"]

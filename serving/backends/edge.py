@@ -26,7 +26,7 @@ from serving.backends.schema import (
     point_id,
     slugs,
 )
-from serving.backends.table import Embeddings, as_table
+from serving.table import Embeddings, as_table
 from vlclip.receipt import owner_gone
 
 _BATCH = 512

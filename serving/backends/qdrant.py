@@ -32,7 +32,7 @@ from serving.backends.schema import (
     slugs,
     type_slug,
 )
-from serving.backends.table import Embeddings, as_table
+from serving.table import Embeddings, as_table
 
 ALIAS_PREFIX = "vlclip_"
 _BATCH = 256

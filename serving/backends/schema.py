@@ -16,7 +16,6 @@ import pandas as pd
 
 VECTORS = {"image": "image_embedding", "fused": "fused_embedding"}  # index vector name -> parquet column
 PAYLOAD = ["product_id", "product_type", "title", "image_path"]
-REQUIRED = PAYLOAD + ["image_embedding", "text_embedding", "fused_embedding", "model_version"]
 MANIFEST = "manifest.json"
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "vlclip.product")
 

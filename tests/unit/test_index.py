@@ -364,5 +364,5 @@ def test_a_chunked_scan_finds_what_spans_chunks():
     with pytest.raises(ValueError, match="mixes model versions"):
         Embeddings.scan(_chunked(df.assign(model_version=["1"] * 8 + ["2"] * 7), 4))
     short = df.assign(image_embedding=[v[:DIM // 2] if i >= 8 else v for i, v in enumerate(df["image_embedding"])])
-    with pytest.raises(ValueError, match="lengths"):
+    with pytest.raises(ValueError, match=f"not {DIM}-dimensional for 4 product"):
         Embeddings.scan(_chunked(short, 4))

@@ -1,6 +1,6 @@
-"""The embed stage's table as the index reads it: a row group at a time, checked and summarised in one
-pass, so building or updating an index holds a row group of the catalog and a digest per product,
-not the catalog's vectors."""
+"""The embed stage's table as the index and materialize stages read it: a row group at a time, checked
+and summarised in one pass, so building an index or publishing to the online store holds a row group
+of the catalog and a digest per product, not the catalog's vectors."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
@@ -8,13 +8,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from serving.backends.schema import REQUIRED
 from serving.delta import digests
-from serving.vectors import check_vectors
+from serving.vectors import EMBEDDINGS, check_vectors
+
+REQUIRED = ["product_id", "product_type", "title", "image_path", *EMBEDDINGS, "model_version"]
 
 
-def _check(df: pd.DataFrame) -> None:
-    """One chunk: every column there, no nulls, every vector finite, non-zero and of one length."""
+def _check(df: pd.DataFrame, dim: int | None) -> None:
+    """One chunk: every column there, no nulls, every vector finite, non-zero and `dim` long (the first
+    chunk's length when None)."""
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(f"embeddings table lacks columns {missing}")
@@ -22,7 +24,7 @@ def _check(df: pd.DataFrame) -> None:
         bad = df["product_id"][df[col].isna()].tolist()
         if bad:
             raise ValueError(f"column {col} is null for product_id {bad[:5]}")
-    check_vectors(df)
+    check_vectors(df, dim)
 
 
 @dataclass(frozen=True)
@@ -40,25 +42,23 @@ class Embeddings:
     @classmethod
     def scan(cls, frames: Callable[[], Iterable[pd.DataFrame]]) -> Embeddings:
         """Check the table (one model version, unique ids, equal dims, no nulls) and summarise it."""
-        versions, dims, parts, seen = set(), set(), [], set()
+        versions, dim, parts, seen = set(), None, [], set()
         for df in frames():
-            _check(df)
+            _check(df, dim)
             ids = df["product_id"].astype(str)
             dup = sorted(set(ids[ids.duplicated()]) | (seen & set(ids)))
             if dup:
                 raise ValueError(f"embeddings table repeats product_id {dup[:5]}")
             seen.update(ids)
             versions.update(df["model_version"].astype(str))
-            dims.update(len(v) for v in df["image_embedding"].iloc[:1])
+            dim = dim or next((len(v) for v in df["image_embedding"]), None)
             parts.append(digests(df))
         if len(versions) != 1:
             raise ValueError(f"embeddings table mixes model versions {sorted(versions)}; the index holds one"
                              if versions else "embeddings table is empty")
-        if len(dims) > 1:
-            raise ValueError(f"embeddings table holds vectors of lengths {sorted(dims)}; the index holds one")
         table = pd.concat(parts, ignore_index=True)
         counts = table["product_type"].value_counts().sort_index().to_dict()
-        return cls(frames, versions.pop(), dims.pop(), {str(t): int(n) for t, n in counts.items()}, table)
+        return cls(frames, versions.pop(), dim, {str(t): int(n) for t, n in counts.items()}, table)
 
     @classmethod
     def of(cls, df: pd.DataFrame) -> Embeddings:
