@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--catalog", required=True, help="catalog directory (contract format)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--throughput", help="JSON: items, seconds, items/s, peak RSS of this run")
     args = ap.parse_args(argv)
     params = section(IngestParams, load_params(args.params), "ingest")
     path = find_catalog(Path(args.catalog))
@@ -253,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
 
         empty = pd.DataFrame(columns=[*columns, "split"], dtype=str)  # a catalog with no valid row
         write_frames(kept(), out / "products.parquet", empty=empty)
-    quarantined = counts.pop("quarantined")
-    print(f"ingest: kept {len(seen)}, quarantined {quarantined}; split {counts}")
+    quarantined, report = counts.pop("quarantined"), progress.save(args.throughput)
+    print(f"ingest: kept {len(seen)}, quarantined {quarantined}; split {counts}; {report['items_per_s']} rows/s, "
+          f"peak RSS {report['peak_rss_mb']:.0f} MB")
     return 0
 
 

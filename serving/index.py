@@ -36,6 +36,7 @@ from serving.backends.schema import IndexParams
 from serving.delta import delta, read_state, spread, write_state
 from vlclip import receipt
 from vlclip.params import load_params, section
+from vlclip.progress import figures, write_report
 from vlclip.tables import read_frames
 
 
@@ -116,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", required=True, help="recall against exact search, latency, build time")
     ap.add_argument("--index", help="edge backend: the directory the shards live in")
     ap.add_argument("--state", help="digests of the rows the index holds, for updates of the same model")
+    ap.add_argument("--throughput", help="JSON: items, seconds, items/s, peak RSS of a run that wrote the index")
     args = ap.parse_args(argv)
     params = section(IndexParams, load_params(args.params), "index")
-    fingerprint = receipt.sha256_file(args.embeddings)
+    started, fingerprint = time.perf_counter(), receipt.sha256_file(args.embeddings)
     chosen = backend(params)
     target = chosen.target(params, args.index, None)  # one target for build and measure (':memory:' lives in it)
     old = receipt.read(args.receipt)
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     if not found and old.get("embeddings_sha256") == fingerprint and Path(args.metrics).exists():
         print(f"index: {sum(old['counts'].values())} products, backend {params.backend}: the index holds them; "
               "nothing to do")
+        if args.throughput and not Path(args.throughput).exists():  # DVC expects the file
+            write_report(args.throughput, {**figures(0, time.perf_counter() - started), "how": "verified"})
         return 0
     table = Embeddings.scan(lambda: read_frames(args.embeddings))
     state = None if found else read_state(args.state, old.get("rows_sha256"))
@@ -134,9 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     rows_sha256 = write_state(args.state, table.digests) if args.state else None
     receipt.write(args.metrics, stats)
     receipt.write(args.receipt, {**held, "embeddings_sha256": fingerprint, "rows_sha256": rows_sha256})
+    run = figures(table.n, time.perf_counter() - started)
+    if args.throughput:
+        write_report(args.throughput, {**run, "how": how.split(":")[0]})
     print(f"index: {table.n} products, {how} ({found[0] if found else 'embeddings changed'}); recall@"
           f"{params.recall_k} {stats['recall@k']:.3f}, p50 {stats['latency_ms']['p50']:.2f} ms, "
-          f"in {stats['build_s']:.1f}s -> {args.receipt}")
+          f"in {stats['build_s']:.1f}s -> {args.receipt}; {run['items_per_s']} products/s, "
+          f"peak RSS {run['peak_rss_mb']:.0f} MB")
     return 0
 
 

@@ -20,6 +20,7 @@ from serving.online_delete import delete_products
 from serving.table import Embeddings, as_table
 from vlclip import receipt
 from vlclip.params import load_params, section
+from vlclip.progress import figures, write_report
 from vlclip.tables import read_frames
 
 
@@ -160,13 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embeddings", required=True)
     ap.add_argument("--receipt", required=True)
     ap.add_argument("--state", help="digests of the rows last published, so a change writes only what changed")
+    ap.add_argument("--throughput", help="JSON: items, seconds, items/s, peak RSS of a run that published")
     args = ap.parse_args(argv)
     p = section(FeastParams, load_params(args.params), "feast")
+    started = time.perf_counter()
     repo, table = Path(args.repo).resolve(), Embeddings.scan(lambda: read_frames(args.embeddings))
     fingerprint = receipt.sha256_file(args.embeddings)
     if verified(repo, p.config, table, receipt.read(args.receipt), fingerprint, p.verify_sample):
         print(f"materialize: the online store holds these {table.n} products (checked "
               f"{min(table.n, p.verify_sample)}); nothing to do")
+        if args.throughput and not Path(args.throughput).exists():  # DVC expects the file
+            write_report(args.throughput, {**figures(0, time.perf_counter() - started), "how": "verified"})
         return 0
     old = receipt.read(args.receipt)
     state = read_state(args.state, (old or {}).get("rows_sha256"))
@@ -178,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.state:
         made["rows_sha256"] = write_state(args.state, table.digests)
     receipt.write(args.receipt, made)
+    run = figures(table.n, time.perf_counter() - started)
+    if args.throughput:
+        write_report(args.throughput, run)
     print(f"materialize: {made['rows']} products in the {made['online_store']} online store "
-          f"({', '.join(made['feature_views'])}) in {time.time() - t0:.1f}s")
+          f"({', '.join(made['feature_views'])}) in {time.time() - t0:.1f}s; peak RSS {run['peak_rss_mb']:.0f} MB")
     return 0
 
 

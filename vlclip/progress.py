@@ -41,10 +41,7 @@ class Progress:
                 f"{rate:.1f}/s, {_clock(spent)} spent, {eta} left")
 
     def summary(self) -> dict:
-        seconds = time.perf_counter() - self.started
-        return {"items": self.done, "seconds": round(seconds, 2),
-                "items_per_s": round(self.done / seconds, 2) if seconds > 0 else None,
-                "peak_rss_mb": round(peak_rss_mb(), 1)}
+        return figures(self.done, time.perf_counter() - self.started)
 
     def save(self, path: str | Path | None, **extra) -> dict:
         """Write the summary (and extra figures) as JSON next to the stage's outputs; -> the summary."""
@@ -52,6 +49,12 @@ class Progress:
         if path:
             write_report(path, report)
         return report
+
+
+def figures(items: int, seconds: float) -> dict:
+    """Items, seconds, items/s and this process's peak RSS: what a stage reports of a run."""
+    return {"items": items, "seconds": round(seconds, 2),
+            "items_per_s": round(items / seconds, 2) if seconds > 0 else None, "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def write_report(path: str | Path, report: dict) -> None:
