@@ -4,7 +4,8 @@
         --queries data/refine/queries.parquet --products data/catalog/products.parquet \
         --quarantine data/catalog/quarantine.csv --out reports/validation
 
-Writes report.json, report.md and GX Data Docs (a file context under <out>/gx, built offline) and
+Writes report.json, report.md, report.html (self-contained: opens offline) and GX Data Docs (a file
+context under <out>/gx, whose pages load their styles from CDNs) and
 exits 1 when any critical expectation fails, so `dvc repro` stops before training on bad data.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from curation.refine import RefineParams
+from validation.html import render
 from validation.suites import Suite, ValidateParams, build_frames, build_suites
 from vlclip.params import load_params, section
 
@@ -105,8 +107,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['suite']} | {r['check']} | {r['expectation']} | {r['column'] or ''} | {r['severity']} | "
                      f"{'yes' if r['success'] else 'NO'} | {observed if observed is not None else ''} | "
                      f"{r['unexpected_count'] if r['unexpected_count'] is not None else ''} | {examples} |")
+    lines += ["", "The same as a page that opens offline: report.html"]
     if report["data_docs"]:
-        lines += ["", f"Data Docs: {report['data_docs']}"]
+        lines += [f"Great Expectations Data Docs (their styles load from CDNs): {report['data_docs']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     table = markdown(report)
     (out / "report.md").write_text(table, encoding="utf-8")
+    (out / "report.html").write_text(render(report), encoding="utf-8")
     print(table, end="")
+    print(f"validate: the report as a page that opens offline: {(out / 'report.html').resolve().as_uri()}")
     if not report["success"]:
         print(f"validate: {len(report['critical_failures'])} critical expectation(s) failed: "
               + "; ".join(report["critical_failures"]))

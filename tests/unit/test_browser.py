@@ -63,3 +63,35 @@ def test_result_images_render(page, name, query, n):
     shot = ARTIFACTS / f"search_{name}.png"
     headless(browser, f"{url}/?{query}", f"--screenshot={shot}", "--window-size=1280,900")
     assert shot.stat().st_size > 10_000
+
+
+def _share(shot: Path, rgb: tuple[int, int, int]) -> float:
+    """The share of the screenshot's pixels that have exactly this colour."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        px = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    return float((px == np.array(rgb)).all(axis=1).mean())
+
+
+def test_validation_report_renders_offline(tmp_path):
+    """The validate stage's report.html, opened from disk with the network off: its table is laid out
+    and its status colours show (no style comes from a CDN)."""
+    from test_validate import good_tables, write
+
+    from validation.validate import main as validate
+
+    browser = _chromium()
+    tables = good_tables()
+    tables["boxes"]["fallback"] = [i % 5 != 0 for i in range(len(tables["boxes"]))]  # one critical failure
+    assert validate(write(tmp_path, tables)) == 1
+    page = (tmp_path / "out" / "report.html").as_uri()
+    offline = ("--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>")  # any fetch would fail
+    dom = headless(browser, page, *offline, "--dump-dom")
+    assert dom.count('<tr class="ok">') == 20 and dom.count('<tr class="critical">') == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "validation_report.png"
+    headless(browser, page, *offline, f"--screenshot={shot}", "--window-size=1280,1400")
+    assert _share(shot, (232, 245, 233)) > 0.01  # the passed rows' status cells
+    assert _share(shot, (255, 205, 210)) > 0.0005  # the failed one's

@@ -103,6 +103,10 @@ def test_bad_outputs_fail_and_name_the_expectation(tmp_path, capsys):
     assert report["warnings"] == ["queries: query has 10-20 words (expect_column_values_to_match_regex)"]
     assert set(bad) == {"full-image fallback rate", "query has 10-20 words", "query has no non-visual terms or codes"}
     assert "critical expectation(s) failed" in capsys.readouterr().out
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<span class="verdict failed">FAILED</span>' in page and page.count('<tr class="critical">') == 2
+    assert page.count('<tr class="warning">') == 1 and "free shipping" in page
+    assert "http" not in page  # nothing to fetch: it reads the same offline
 
 
 def test_one_bad_product_never_fails_the_run():
