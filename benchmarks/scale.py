@@ -193,6 +193,23 @@ def embed_worker(data: str, params_file: str) -> int:
     return 0
 
 
+def rerun(work: Path, names: list[str]) -> dict:
+    """Run the named stages again on a work dir, each from nothing: its cache, state and receipt removed."""
+    d, params, out = work / "data", work / "params.yaml", {}
+    n_items = len(pd.read_parquet(d / "catalog/products.parquet", columns=["product_id"]))
+    for name, args in stages(work, params):
+        if name not in names:
+            continue
+        for stale in [*(d / "cache").glob(f"{name}.sqlite*"), d / "cache" / f"{name}_rows.parquet",
+                      d / "receipts" / f"{name}.json"]:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+        r = run_stage(args, work / f"rerun-{name}.log")
+        out[name] = {**r, "items": n_items, "items_per_s": round(n_items / r["seconds"], 1)}
+        print(f"  rerun   {name:<7} {r['seconds']:>8.1f} s  {out[name]['items_per_s']:>8.1f}/s  peak RSS "
+              f"{r['peak_rss_mb']:>7.0f} MB  recomputed {r['recomputed']}", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="2000,20000")
@@ -202,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--again", action="store_true",
                     help="reuse each size's work dir: bring its caches up to date, then time another change")
+    ap.add_argument("--only", help="comma-separated stages to run again, without their caches and stores, on each "
+                                   "size's work dir of an earlier run (after a change to those stages)")
     ap.add_argument("--embed-worker", nargs=2, metavar=("DATA", "PARAMS"), help=argparse.SUPPRESS)
     ap.add_argument("--check-stores", nargs="+", metavar="WORK PARAMS GONE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -210,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_stores:  # in its own process, so the driver stays small
         work, params, *gone = args.check_stores
         print(json.dumps(stores_hold_exactly(Path(work), Path(params), gone)))
+        return 0
+    if args.only:
+        report = {size: rerun(args.work / f"n{size}", args.only.split(",")) for size in args.sizes.split(",")}
+        if args.json:
+            write_report(args.json, report)
         return 0
     report = {}
     for size in map(int, args.sizes.split(",")):

@@ -97,7 +97,7 @@ def catalog_shape(path: Path) -> tuple[list[str], int]:
     return list(columns), rows
 
 
-def catalog_frames(path: Path, rows: int = 10_000) -> Iterator[pd.DataFrame]:
+def catalog_frames(path: Path, rows: int = 1_000) -> Iterator[pd.DataFrame]:
     """The catalog `rows` lines at a time: every column as a string so ids like 00123 keep their zeros,
     missing values as ''. Two columns are added: `_line` (the row's line in the file, its position in a
     parquet file) and `_malformed` (why a line could not be read as a row, else '')."""
@@ -107,7 +107,7 @@ def catalog_frames(path: Path, rows: int = 10_000) -> Iterator[pd.DataFrame]:
         raise ValueError(f"{path}: missing required column(s) {missing}; found {columns}")
     if path.suffix == ".parquet":
         done = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+        for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows):
             df = batch.to_pandas().astype(str).assign(_malformed="")
             df.insert(0, "_line", range(done + 1, done + len(df) + 1))
             done += len(df)

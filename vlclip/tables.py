@@ -13,9 +13,10 @@ def count_rows(path: str | Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def read_frames(path: str | Path, rows: int = 10_000, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """The parquet file as frames of up to `rows` rows, in file order."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+def read_frames(path: str | Path, rows: int = 1_000, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The parquet file as frames of up to `rows` rows, in file order (a stage's memory holds one)."""
+    # pre_buffer (pyarrow's default) reads ahead without bound: memory grew with the file
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows, columns=columns):
         yield batch.to_pandas()
 
 

@@ -109,9 +109,14 @@ def build_qdrant(table: Embeddings | pd.DataFrame, params: IndexParams, client, 
         for t, slug in slugs(list(table.counts)).items():
             created[t] = f"{ALIAS_PREFIX}{slug}__{build_id}"
             _create(client, created[t], dim, params, {"product_type": t, "model_version": version})
+        held: dict[str, list[pd.DataFrame]] = {}  # rows per type until a full request's worth
         for chunk in table.rows():
             for t, rows in chunk.groupby(chunk["product_type"].astype(str), sort=False):
-                _upsert(client, created[t], rows)
+                held.setdefault(t, []).append(rows)
+                if sum(map(len, held[t])) >= _BATCH:
+                    _upsert(client, created[t], pd.concat(held.pop(t)))
+        for t, parts in held.items():
+            _upsert(client, created[t], pd.concat(parts))
         for t, name in created.items():
             _wait_indexed(client, name)
             log(f"index: {t}: {table.counts[t]} points -> collection {name}")
