@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -40,22 +41,27 @@ from vlclip.progress import figures, write_report
 from vlclip.tables import read_frames
 
 
-def measure(searcher: Searcher, table: Embeddings | pd.DataFrame, k: int, sample: int) -> dict:
+def measure(open_types: Callable[[list[str]], Searcher], table: Embeddings | pd.DataFrame, k: int,
+            sample: int) -> dict:
     """Recall@k of HNSW vs exact search, each product's text embedding querying the image vectors
     of its own type (the text->image retrieval the service does), plus HNSW latency; over `sample`
-    products spread through the table (all of them when there are fewer)."""
+    products spread through the table (all of them when there are fewer). One type's shard is open
+    at a time (`open_types([t])`), so measuring holds one type's index, not the catalog's."""
     table = as_table(table)
     df = table.take(spread(table.n, sample))
-    queries = matrix(df, "text_embedding")
-    types = df["product_type"].astype(str).to_numpy()
     per_type: dict[str, list[float]] = {}
     latency = []
-    for q, t in zip(queries, types):
-        t0 = time.perf_counter()
-        approx = searcher.search(q, t, k)
-        latency.append((time.perf_counter() - t0) * 1000)
-        exact = {h["product_id"] for h in searcher.search(q, t, k, exact=True)}
-        per_type.setdefault(t, []).append(len(exact & {h["product_id"] for h in approx}) / len(exact))
+    for t, part in df.groupby(df["product_type"].astype(str), sort=True):
+        searcher = open_types([t])
+        try:
+            for q in matrix(part, "text_embedding"):
+                t0 = time.perf_counter()
+                approx = searcher.search(q, t, k)
+                latency.append((time.perf_counter() - t0) * 1000)
+                exact = {h["product_id"] for h in searcher.search(q, t, k, exact=True)}
+                per_type.setdefault(t, []).append(len(exact & {h["product_id"] for h in approx}) / len(exact))
+        finally:
+            searcher.close()
     recalls = [r for rs in per_type.values() for r in rs]
     return {"k": k, "recall@k": float(np.mean(recalls)),
             "recall@k_per_type": {t: float(np.mean(rs)) for t, rs in sorted(per_type.items())},
@@ -68,19 +74,20 @@ def problems(chosen, params: IndexParams, target, old: dict | None) -> list[str]
         return ["no receipt"]
     if old.get("params") != asdict(params):
         return ["index params changed"]
-    try:
-        searcher = chosen.open(params, target)
-    except Exception as exc:  # gone, half-deleted, or held by a serving process (edge): rebuild and swap
-        return [f"cannot open the index ({type(exc).__name__}: {exc})"]
-    try:
+    searcher = None
+    try:  # the counts read each type's shard in turn, none held open
+        searcher = chosen.open(params, target, [])
         if (searcher.model_version, searcher.dim) != (old["model_version"], old["dim"]):
             return [f"index holds model {searcher.model_version} ({searcher.dim}-d)"]
         if set(searcher.types()) != set(old["counts"]):
             return ["product types differ"]
         held = {t: searcher.count(t) for t in old["counts"]}
-        return [f"{t}: {held[t]} points, receipt says {n}" for t, n in old["counts"].items() if held[t] != n]
+    except Exception as exc:  # gone, half-deleted, or held by a serving process (edge): rebuild and swap
+        return [f"cannot open the index ({type(exc).__name__}: {exc})"]
     finally:
-        searcher.close()
+        if searcher is not None:
+            searcher.close()
+    return [f"{t}: {held[t]} points, receipt says {n}" for t, n in old["counts"].items() if held[t] != n]
 
 
 def write_index(chosen, params: IndexParams, target, table: Embeddings, old: dict | None,
@@ -97,11 +104,7 @@ def write_index(chosen, params: IndexParams, target, table: Embeddings, old: dic
     else:
         built, how = chosen.build(table, params, target, print), "rebuilt"
     build_s = time.perf_counter() - t0
-    searcher = chosen.open(params, target)
-    try:
-        stats = measure(searcher, table, params.recall_k, params.recall_sample)
-    finally:
-        searcher.close()
+    stats = measure(lambda types: chosen.open(params, target, types), table, params.recall_k, params.recall_sample)
     held = {"backend": params.backend, "model_version": built["model_version"], "dim": built["dim"],
             "n_points": int(sum(built["counts"].values())), "counts": built["counts"], "params": asdict(params)}
     if "collections" in built:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from serving.delta import digests
@@ -76,12 +77,15 @@ class Embeddings:
                 yield df[keep]
 
     def take(self, positions: list[int]) -> pd.DataFrame:
-        """The rows at these positions in the table (a sample spread through it)."""
+        """The rows at these positions in the table (a sample spread through it), in a new frame with
+        copied vectors: each read vector is a view into its whole row group, which it would keep alive."""
         wanted, out, start = sorted(positions), [], 0
         for df in self.frames():
             inside = [p - start for p in wanted if start <= p < start + len(df)]
             if inside:
-                out.append(df.iloc[inside])
+                rows = df.iloc[inside]
+                out.append(pd.DataFrame({c: [np.array(v, dtype=np.float32) for v in rows[c]] if c in EMBEDDINGS
+                                         else rows[c].to_numpy() for c in rows.columns}))
             start += len(df)
         return pd.concat(out, ignore_index=True)
 

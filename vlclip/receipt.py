@@ -51,12 +51,22 @@ def write(path: str | Path, receipt: dict) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (zombies and other users' count as alive)."""
+    """Whether a process with this id runs on this machine (other users' count as alive). A zombie
+    counts as gone: it can write nothing more, and in a container whose first process does not reap
+    orphans a killed stage stays a zombie for good."""
     try:
         os.kill(pid, 0)
     except OSError as exc:
         return exc.errno == errno.EPERM
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs (macOS) or gone since
+        return False
+    return stat[stat.rindex(")") + 2:][:1] in ("Z", "X")
 
 
 def owner_gone(pid: str) -> bool:

@@ -84,8 +84,9 @@ def start_run(run_name: str, tags: dict[str, str]):
     main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
     previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
-        with mlflow.start_run(run_name=run_name) as run:
-            mlflow.set_tags({**tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
+        # the tags go in with the run itself: a kill between two writes would leave an untagged run
+        owner = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+        with mlflow.start_run(run_name=run_name, tags={**tags, **owner}) as run:
             yield run
     finally:
         if main:

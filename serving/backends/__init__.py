@@ -24,7 +24,8 @@ __all__ = ["BACKENDS", "Backend", "Embeddings", "IndexParams", "Searcher", "as_t
 class Backend:
     target: Callable[[IndexParams, str | Path | None, Any], Any]   # (params, path, client) -> target
     build: Callable[[Embeddings, IndexParams, Any, Callable], dict]  # (embeddings, params, target, log)
-    open: Callable[[IndexParams, Any], Searcher]                 # (params, target)
+    # (params, target, types): the types whose shards are held in process (None: all; edge only)
+    open: Callable[[IndexParams, Any, list[str] | None], Searcher]
     version: Callable[[Any], str]                                 # (target) -> model version, nothing opened
     # (embeddings, ids to upsert, product_id + product_type rows to delete, params, target, log): same model
     update: Callable[[Embeddings, list, pd.DataFrame, IndexParams, Any, Callable], dict]
@@ -43,11 +44,12 @@ def backend(params: IndexParams) -> Backend:
     return BACKENDS[params.backend]
 
 
-def open_searcher(params: IndexParams, path: str | Path | None = None, client=None) -> Searcher:
-    """Open what the index stage built: edge shards under `path`, or the aliased collections of a
-    Qdrant server (`client`, else one for index.url / VLCLIP_QDRANT_URL)."""
+def open_searcher(params: IndexParams, path: str | Path | None = None, client=None,
+                  types: list[str] | None = None) -> Searcher:
+    """Open what the index stage built: edge shards under `path` (those of `types`, None: all), or the
+    aliased collections of a Qdrant server (`client`, else one for index.url / VLCLIP_QDRANT_URL)."""
     chosen = backend(params)
-    return chosen.open(params, chosen.target(params, path, client))
+    return chosen.open(params, chosen.target(params, path, client), types)
 
 
 def index_version(params: IndexParams, path: str | Path | None = None, client=None) -> str:

@@ -28,9 +28,9 @@ from serving.backends.schema import (
 )
 from serving.table import Embeddings, as_table
 from vlclip.receipt import owner_gone
+from vlclip.tables import read_frames
 
 _BATCH = 512
-_OPEN_SHARDS = 16  # shards filled in one pass over the table (each holds open files)
 
 
 def target(params: IndexParams, path: str | Path | None, client=None) -> Path:
@@ -63,25 +63,47 @@ def _check_shard(shard, shard_dir: Path, n: int, dim: int) -> None:
 
 def _build_shards(table: Embeddings, types: dict[str, str], root: Path, params: IndexParams,
                   rows: Callable[[set[str]], Iterable[pd.DataFrame]] | None = None) -> None:
-    """A new shard per type under root/<slug>, filled from one pass over the table per group of
-    _OPEN_SHARDS types (a pass holds a row group, not a type), then HNSW-built and checked."""
+    """A new shard per type under root/<slug>: one pass over the table spills each type's rows to a
+    file of its own, then the shards are filled, HNSW-built, checked and closed one at a time, so the
+    process holds a row group and one type's shard, never the catalog's."""
     from qdrant_edge import EdgeShard
 
-    names = list(types)
-    for g in range(0, len(names), _OPEN_SHARDS):
-        group = {t: types[t] for t in names[g:g + _OPEN_SHARDS]}
-        shards = {t: EdgeShard.create(str(root / slug), _edge_config(table.dim, params)) for t, slug in group.items()}
-        try:
-            for chunk in (rows or (lambda ts: table.rows(types=ts)))(set(group)):
-                for t, part in chunk.groupby(chunk["product_type"].astype(str), sort=False):
-                    _upsert_points(shards[t], part)
-            for t, shard in shards.items():
+    spill = root.with_name(f"{root.name}.spill")
+    try:
+        files = _spill((rows or (lambda ts: table.rows(types=ts)))(set(types)), types, spill)
+        for t, slug in types.items():
+            shard = EdgeShard.create(str(root / slug), _edge_config(table.dim, params))
+            try:
+                for part in read_frames(files[t]) if t in files else []:
+                    _upsert_points(shard, part)
                 shard.optimize()  # blocking: builds the HNSW graphs
-                _check_shard(shard, root / group[t], table.counts[t], table.dim)
+                _check_shard(shard, root / slug, table.counts[t], table.dim)
                 shard.flush()
-        finally:
-            for shard in shards.values():
+            finally:
                 shard.close()
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _spill(chunks: Iterable[pd.DataFrame], types: dict[str, str], folder: Path) -> dict[str, Path]:
+    """Each type's rows of the chunks into <folder>/<slug>.parquet, a row group per chunk; -> the files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    files, writers = {}, {}
+    try:
+        for chunk in chunks:
+            for t, part in chunk.groupby(chunk["product_type"].astype(str), sort=False):
+                rows = pa.Table.from_pandas(part, preserve_index=False)
+                if t not in writers:
+                    files[t] = folder / f"{types[t]}.parquet"
+                    writers[t] = pq.ParquetWriter(files[t], rows.schema)
+                writers[t].write_table(rows.cast(writers[t].schema))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return files
 
 
 def _upsert_points(shard, rows: pd.DataFrame) -> None:
@@ -188,34 +210,52 @@ def _swap(new: Path, path: Path) -> None:
 
 
 class EdgeSearcher(Searcher):
-    def __init__(self, path: Path, hnsw_ef: int):
+    """The shards of the types in `load` (None: all) held open; `count` reads any type's shard."""
+
+    def __init__(self, path: Path, hnsw_ef: int, load: list[str] | None = None):
         from qdrant_edge import EdgeShard
 
-        self.manifest = read_manifest(path)
+        self.path, self.manifest = Path(path), read_manifest(path)
         self._shards = {}
         for t, d in self.manifest["types"].items():
+            if load is not None and t not in load:
+                continue
             try:
-                self._shards[t] = EdgeShard.load(str(Path(path) / d))
+                self._shards[t] = EdgeShard.load(str(self.path / d))
             except Exception as exc:  # an Edge shard's WAL admits one open handle: one serving process
                 self.close()
-                raise RuntimeError(f"cannot open index shard {Path(path) / d} ({exc}); is another process "
+                raise RuntimeError(f"cannot open index shard {self.path / d} ({exc}); is another process "
                                    "serving it? For several workers use index.backend: qdrant") from exc
-        super().__init__(list(self._shards), self.manifest["model_version"], int(self.manifest["dim"]), hnsw_ef)
+        super().__init__(list(self.manifest["types"]), self.manifest["model_version"], int(self.manifest["dim"]),
+                         hnsw_ef)
+
+    def _shard(self, product_type: str):
+        if product_type not in self._shards:
+            raise RuntimeError(f"the shard of type {product_type!r} was not opened")
+        return self._shards[product_type]
 
     def _ids(self, product_type, vectors, ks, using, exact):
         from qdrant_edge import Query, QueryBatchRequest, QueryRequest, SearchParams
 
         params = SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)
-        res = self._shards[product_type].query_batch(QueryBatchRequest([
+        res = self._shard(product_type).query_batch(QueryBatchRequest([
             QueryRequest(limit=k, query=Query.Nearest(v, using=using), with_payload=False, params=params)
             for v, k in zip(vectors.tolist(), ks)]))
         return [[(p.id, p.score) for p in points] for points in res]
 
     def _payloads(self, product_type, point_ids):
-        return {r.id: r.payload for r in self._shards[product_type].retrieve(point_ids, True, False)}
+        return {r.id: r.payload for r in self._shard(product_type).retrieve(point_ids, True, False)}
 
     def count(self, product_type: str) -> int:
-        return int(self._shards[product_type].info().points_count)
+        from qdrant_edge import EdgeShard
+
+        if product_type in self._shards:
+            return int(self._shards[product_type].info().points_count)
+        shard = EdgeShard.load(str(self.path / self.manifest["types"][product_type]))  # for the count alone
+        try:
+            return int(shard.info().points_count)
+        finally:
+            shard.close()
 
     def close(self) -> None:
         for shard in self._shards.values():
@@ -234,5 +274,5 @@ def manifest_version(path: Path) -> str:
     return str(read_manifest(path)["model_version"])
 
 
-def open_edge(params: IndexParams, path: Path) -> EdgeSearcher:
-    return EdgeSearcher(path, params.hnsw_ef)
+def open_edge(params: IndexParams, path: Path, types: list[str] | None = None) -> EdgeSearcher:
+    return EdgeSearcher(path, params.hnsw_ef, types)

@@ -219,5 +219,6 @@ def aliased_version(client) -> str:
     return QdrantSearcher(client, 0).model_version
 
 
-def open_qdrant(params: IndexParams, client) -> QdrantSearcher:
+def open_qdrant(params: IndexParams, client, types: list[str] | None = None) -> QdrantSearcher:
+    """Every type's collection is on the server, none in process: `types` changes nothing."""
     return QdrantSearcher(client, params.hnsw_ef)

@@ -52,14 +52,36 @@ def edge_index(tmp_path_factory):
     searcher.close()
 
 
-def test_hnsw_is_built_and_recall_is_high(edge_index):
+def test_hnsw_is_built_and_recall_is_high(edge_index, tmp_path):
     df, _, searcher = edge_index
     for t, shard in searcher._shards.items():  # a real graph for both named vectors, not brute force
         assert shard.info().indexed_vectors_count == 2 * int((df["product_type"] == t).sum())
-    stats = measure(searcher, df, 10, 2000)
+    build(df, params(), tmp_path / "ix", log=lambda *_: None)
+    opened = []
+
+    def open_types(types):  # measuring holds one type's shard at a time
+        opened.append(types)
+        return open_searcher(params(), tmp_path / "ix", types=types)
+
+    stats = measure(open_types, df, 10, 2000)
+    assert sorted(opened) == [[t] for t in sorted(TYPES)]
     assert stats["recall@k"] >= 0.9, stats
     assert set(stats["recall@k_per_type"]) == set(TYPES)
     assert 0 < stats["latency_ms"]["p50"] <= stats["latency_ms"]["p95"]
+
+
+def test_a_searcher_opened_for_one_type_counts_all_and_searches_its_own(edge_index, tmp_path):
+    df = edge_index[0]
+    build(df, params(), tmp_path / "ix", log=lambda *_: None)
+    one = open_searcher(params(), tmp_path / "ix", types=["bag"])
+    try:
+        assert list(one._shards) == ["bag"] and one.types() == sorted(TYPES)
+        assert {t: one.count(t) for t in TYPES} == df["product_type"].value_counts().to_dict()
+        assert one.search(df["text_embedding"].iloc[0], "bag", 3)
+        with pytest.raises(RuntimeError, match="not opened"):
+            one.search(df["text_embedding"].iloc[0], "dress", 3)
+    finally:
+        one.close()
 
 
 def test_exact_search_matches_numpy(edge_index):
@@ -332,17 +354,18 @@ def _chunked(df: pd.DataFrame, rows: int):
     return lambda: (df.iloc[i:i + rows] for i in range(0, len(df), rows))
 
 
-def test_an_index_built_from_chunks_in_passes_equals_one_built_from_the_whole_table(tmp_path, monkeypatch):
-    """Row groups of 7 and two shards open per pass (five types: three passes): the same points and answers."""
-    from serving.backends import Embeddings, edge
+def test_an_index_built_from_chunks_equals_one_built_from_the_whole_table(tmp_path):
+    """Row groups of 7, spilled per type and built a shard at a time: the same points and answers, and
+    nothing left beside the index."""
+    from serving.backends import Embeddings
 
     types = ["dress", "table lamp", "bag", "mug", "hat"]
     df = embeddings(40, types=types)
     build(df, params(), tmp_path / "whole", log=lambda *_: None)
-    monkeypatch.setattr(edge, "_OPEN_SHARDS", 2)
     table = Embeddings.scan(_chunked(df, 7))
     assert table.n == len(df) and table.counts == {t: 40 for t in types} and table.dim == DIM
     build(table, params(), tmp_path / "chunks", log=lambda *_: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunks", "whole"]
     whole, chunks = open_searcher(params(), tmp_path / "whole"), open_searcher(params(), tmp_path / "chunks")
     try:
         assert {t: chunks.count(t) for t in types} == {t: 40 for t in types}

@@ -90,3 +90,14 @@ def test_pid_alive():
     child.wait()
     time.sleep(0.1)
     assert not receipt.pid_alive(child.pid)
+
+
+def test_a_zombie_counts_as_gone():
+    """A killed stage whose parent died too stays a zombie where nothing reaps orphans."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":  # exited, not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not receipt.pid_alive(child.pid) and receipt.owner_gone(str(child.pid))
+    child.wait()
