@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from serving.limits import BodyLimit, check_query, decode_upload, install_error_handlers, short
 from serving.live import Live, NotReady
 from serving.observe import WARMUP_HEADER, Metrics, Observe
+from serving.provenance import describe
 from serving.state import ServeParams, ServicePaths, ServiceState, build_state, champion, read_products, warm
 
 __all__ = ["ServeParams", "ServicePaths", "ServiceState", "build_state", "create_app", "read_products", "run"]
@@ -136,6 +137,28 @@ def similar(product_id: str, st: State, k: Annotated[int | None, Query(ge=1, le=
     hits = st.searcher.search(vector, product_type, k + 1, using="fused")  # +1: the product finds itself
     out = _results(st, [h for h in hits if h["product_id"] != product_id][:k])
     return {"product_id": product_id, "product_type": product_type, **out}
+
+
+@router.get("/products/{product_id}")
+def product(product_id: str, st: State) -> dict:
+    """What the product's result stands on: its refined query and the crop box in its source image."""
+    row = st.products.loc[_product(st, product_id)]
+    out = {"product_id": product_id, "product_type": row["product_type"], "title": row["title"]}
+    if st.details is None or product_id not in st.details.index:
+        return {**out, "query": None, "box": None, "fallback": None, "model_version": st.model_version}
+    return {**out, **describe(st.details, product_id), "model_version": st.model_version}
+
+
+@router.get("/images/{product_id}/source")
+def source_image(product_id: str, st: State) -> FileResponse:
+    """The catalog image the crop was cut from."""
+    _product(st, product_id)
+    if st.details is None or product_id not in st.details.index:
+        raise HTTPException(404, f"no source image recorded for product {short(product_id)}")
+    path = Path(str(st.details.at[product_id, "source_path"]))
+    if not path.is_file():
+        raise HTTPException(404, f"the source image of product {short(product_id)} is missing on the server")
+    return FileResponse(path, headers={"X-Model-Version": st.model_version})
 
 
 @router.get("/images/{product_id}")

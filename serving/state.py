@@ -20,6 +20,7 @@ import pandas as pd
 from serving.backends import IndexParams, Searcher, index_version, open_searcher
 from serving.batching import Batcher
 from serving.features import FeastParams, ProductFeatures
+from serving.provenance import ProvenancePaths, read_provenance
 
 PRODUCT_COLUMNS = ["product_type", "title", "image_path"]
 
@@ -45,6 +46,7 @@ class ServicePaths:
     embeddings: Path      # the embed stage's table
     index: Path | None    # the edge backend's shard directory (the qdrant backend ignores it)
     feature_repo: Path    # the Feast repository
+    provenance: ProvenancePaths | None = None  # source images, crop boxes, refined queries (the search page)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class ServiceState:
     model_version: str
     default_k: int = 10
     max_batch: int = 32
+    details: pd.DataFrame | None = None  # serving.provenance.read_provenance; None: not recorded
     _feast: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
@@ -164,7 +167,9 @@ def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
         searcher.close()
         raise
     features = ProductFeatures(paths.feature_repo, feast.config)
+    details = read_provenance(paths.provenance, root) if paths.provenance else None
     return ServiceState(encoder=encoder, searcher=searcher, features=features, products=products,
-                        model_version=str(version), default_k=serve.default_k, max_batch=serve.max_batch)
+                        model_version=str(version), default_k=serve.default_k, max_batch=serve.max_batch,
+                        details=details)
 
 

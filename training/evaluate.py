@@ -11,7 +11,9 @@ would favour the refined variants by construction.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +164,39 @@ def report(results: dict[str, dict[str, dict]], p: EvaluateParams) -> dict:
                 "val": summarise(results["val"][v]["ranks"], p.ks)} for v in test}
 
 
+def headline(metrics: dict) -> dict[str, dict]:
+    """-> variant -> the figures a terminal row holds: test hits@5 with its 95% interval, MRR, and the
+    validation hits@5 decisions read (metrics/summary/<variant>.json, the table `dvc metrics show` prints)."""
+    return {v: {"hits@5": round(m["hits@5"], 4), "hits@5_lo": round(m["ci95"]["hits@5"][0], 4),
+                "hits@5_hi": round(m["ci95"]["hits@5"][1], 4), "mrr": round(m["mrr"], 4),
+                "val_hits@5": round(m["val"]["hits@5"], 4)} for v, m in metrics.items()}
+
+
+def per_type(by_type: dict[str, dict]) -> dict[str, dict]:
+    """variant -> type -> figures  =>  type -> every variant's test hits@5 and the type's query count
+    (metrics/by_type/<type>.json: `dvc metrics show metrics/by_type` prints a row per type)."""
+    types = sorted({t for figures in by_type.values() for t in figures})
+    return {t: {**{v: round(by_type[v][t]["hits@5"], 4) for v in by_type if t in by_type[v]},
+                "queries": max(by_type[v][t]["n_queries"] for v in by_type if t in by_type[v])} for t in types}
+
+
+def file_name(name: str) -> str:
+    """A file name for a variant or product type: its lower-case ASCII letters and digits, with a hash of
+    the name when anything was dropped, so two names never share a file."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return slug if slug == name else f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+
+
+def write_rows(folder: str | Path, rows: dict[str, dict]) -> None:
+    """One JSON file per row (DVC shows a metrics directory as a table with a row per file)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.json"):
+        stale.unlink()
+    for name, figures in rows.items():
+        (folder / f"{file_name(name)}.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -172,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", required=True, help="directory holding one checkpoint per variant")
     ap.add_argument("--metrics", required=True)
     ap.add_argument("--by-type", required=True)
+    ap.add_argument("--summary", required=True, help="directory: a row of headline figures per variant")
+    ap.add_argument("--type-table", required=True, help="directory: a row of hits@5 per product type")
     ap.add_argument("--ranks", required=True, help="per-query first-hit ranks (variant, split, query_id, rank)")
     ap.add_argument("--plots", required=True)
     args = ap.parse_args(argv)
@@ -199,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(args.metrics).write_text(json.dumps(metrics, indent=2))
     Path(args.by_type).write_text(json.dumps(by_type, indent=2))
+    write_rows(args.summary, headline(metrics))
+    write_rows(args.type_table, per_type(by_type))
     Path(args.ranks).parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame([{"variant": v, "split": split, "query_id": q, "rank": int(r)}
                   for split, rs in results.items() for v, res in rs.items()
@@ -211,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_hits(metrics, list(p.ks), plots / "hits_at_k.png")
     plot_examples({v: results["test"][v]["top"] for v in ("vlclip", "baseline") if v in results["test"]},
                   plots / "retrieval_examples.png")
-    print(f"evaluate: wrote {args.metrics}, {args.by_type}, {plots}/hits_at_k.png, "
+    print(f"evaluate: wrote {args.metrics}, {args.by_type}, {args.summary}/, {args.type_table}/, "
+          f"{plots}/hits_at_k.png, "
           f"{plots}/retrieval_examples.png")
     return 0
 

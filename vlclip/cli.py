@@ -12,12 +12,14 @@ from vlclip.params import load_params, section
 
 def _serve(args) -> int:
     from serving.app import ServeParams, ServicePaths, run
+    from serving.provenance import ProvenancePaths
 
     params, root = load_params(args.params), Path(args.root).resolve()
     serve = section(ServeParams, params, "serve")
+    provenance = ProvenancePaths(*(stage_arg(root, "embed", flag) for flag in ("--products", "--boxes", "--queries")))
     paths = ServicePaths(embeddings=stage_arg(root, "embed", "--out"),
                          index=stage_arg(root, "index", "--index"),
-                         feature_repo=stage_arg(root, "materialize", "--repo"))
+                         feature_repo=stage_arg(root, "materialize", "--repo"), provenance=provenance)
     return run(params, paths, root, args.host or serve.host, args.port or serve.port)
 
 

@@ -33,8 +33,8 @@ def code_dirs(root: Path) -> list[str]:
 
 
 def copy_project(root: Path, dest: Path, params_override: dict) -> Path:
-    """Code, dvc.yaml and params.yaml (with `params_override` merged in) under `dest`, as a fresh git +
-    DVC repository; no data, models or stores are copied."""
+    """Code, dvc.yaml, params.yaml (with `params_override` merged in) and the plot templates under `dest`,
+    as a fresh git + DVC repository; no data, models or stores are copied."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in code_dirs(root):
         shutil.copytree(root / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "data"))
@@ -45,4 +45,6 @@ def copy_project(root: Path, dest: Path, params_override: dict) -> Path:
     (dest / ".venv").symlink_to(sys.prefix, target_is_directory=True)  # dvc.yaml's ${python}: this interpreter
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=dest, env=project_env(), check=True, capture_output=True)
+    if (root / ".dvc" / "plots").is_dir():  # the plot templates dvc.yaml names
+        shutil.copytree(root / ".dvc" / "plots", dest / ".dvc" / "plots", dirs_exist_ok=True)
     return dest

@@ -119,6 +119,27 @@ def test_metrics_contract(project):
         assert (project / "plots" / picture).stat().st_size > 1000
 
 
+def test_dvc_metrics_and_plots_read_in_a_terminal_and_a_browser(project, tmp_path):
+    """`dvc metrics show` is a row per variant that fits a terminal; the full figures print on demand;
+    `dvc plots show` renders the hits@k plot with the template the project ships."""
+    shown = run(["dvc", "metrics", "show"], project)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.strip().splitlines()
+    assert lines[0].split() == ["Path", "hits@5", "hits@5_hi", "hits@5_lo", "mrr", "val_hits@5"], lines[0]
+    assert sorted(line.split()[0] for line in lines[1:]) == sorted(f"metrics/summary/{v}.json" for v in VARIANTS)
+    assert max(map(len, lines)) <= 100, shown.stdout
+    metrics = json.loads((project / "metrics/retrieval.json").read_text())
+    for line in lines[1:]:
+        variant = line.split()[0].removeprefix("metrics/summary/").removesuffix(".json")
+        assert float(line.split()[1]) == round(metrics[variant]["hits@5"], 4)
+    by_type = run(["dvc", "metrics", "show", "metrics/by_type"], project)
+    assert by_type.returncode == 0 and len(by_type.stdout.strip().splitlines()) == 1 + len(list(
+        (project / "metrics/by_type").glob("*.json"))) > 2, by_type.stdout + by_type.stderr
+    plots = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project)
+    assert plots.returncode == 0, plots.stdout + plots.stderr
+    assert "hits_at_k.csv" in (tmp_path / "plots" / "index.html").read_text()
+
+
 def test_champion_loads_and_embeds(project):
     receipt = json.loads((project / "receipts/register.json").read_text())
     assert receipt["promoted"] and receipt["champion"] == receipt["version"]

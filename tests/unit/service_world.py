@@ -28,6 +28,7 @@ from PIL import Image
 from serving.app import ServeParams, ServiceState, create_app, read_products
 from serving.backends import IndexParams, build, open_searcher
 from serving.features import ProductFeatures
+from serving.provenance import ProvenancePaths, read_provenance
 
 DIM = 32
 PALETTE = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 50, 220), "yellow": (230, 220, 30)}
@@ -121,9 +122,36 @@ INDEX_DIR = "data/index"
 
 
 
+PROVENANCE = ProvenancePaths(Path("data/dedup/products.parquet"), Path("data/ground/boxes.csv"),
+                             Path("data/refine/queries.parquet"))
+FELL_BACK = "dress-yellow-1"  # its detector found nothing: the box is the whole source image
+
+
+def make_provenance(root: Path, table: pd.DataFrame) -> None:
+    """What the dedup, ground and refine stages would have left: a 64x48 source image per product with
+    its colour in the box (16, 8)-(48, 40), the box, and a refined query."""
+    (root / "sources").mkdir(exist_ok=True)
+    boxes, sources = [], []
+    for pid, path in zip(table["product_id"], table["image_path"]):
+        src = Image.new("RGB", (64, 48), (200, 200, 200))
+        with Image.open(path) as im:
+            src.paste(im.convert("RGB").resize((32, 32)), (16, 8))
+        src.save(root / "sources" / f"{pid}.png")
+        sources.append(f"sources/{pid}.png")
+        box = (0, 0, 64, 48) if pid == FELL_BACK else (16, 8, 48, 40)
+        boxes.append({"product_id": pid, **dict(zip(["x0", "y0", "x1", "y1"], box)), "fallback": pid == FELL_BACK})
+    for folder in ("dedup", "ground", "refine"):
+        (root / "data" / folder).mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"product_id": table["product_id"], "image_path": sources}).to_parquet(root / PROVENANCE.products)
+    pd.DataFrame(boxes).to_csv(root / PROVENANCE.boxes, index=False)
+    pd.DataFrame({"product_id": table["product_id"], "query": "a " + table["title"].str.rsplit(" ", n=1).str[0]}
+                 ).to_parquet(root / PROVENANCE.queries)
+
+
 def make_world(root: Path, version: str = VERSION, index_dir: str = INDEX_DIR) -> pd.DataFrame:
-    """The catalog, its embeddings table, index and Feast repo under `root`; -> the table."""
+    """The catalog, its embeddings table, index, Feast repo and provenance under `root`; -> the table."""
     table = make_catalog(root).assign(model_version=version)
+    make_provenance(root, table)
     (root / "data" / "embeddings").mkdir(parents=True, exist_ok=True)
     table.to_parquet(root / "data" / "embeddings" / "products.parquet")
     build(table, INDEX, root / index_dir, log=lambda *_: None)
@@ -133,9 +161,11 @@ def make_world(root: Path, version: str = VERSION, index_dir: str = INDEX_DIR) -
 
 def loader(root: Path, index_dir: str = INDEX_DIR, default_k: int = 5):
     products, version = read_products(root / "data" / "embeddings" / "products.parquet", root)
+    paths = ProvenancePaths(*(root / p for p in (PROVENANCE.products, PROVENANCE.boxes, PROVENANCE.queries)))
+    details = read_provenance(paths, root) if paths.products.exists() else None
     return lambda: ServiceState(encoder=FakeEncoder(), searcher=open_searcher(INDEX, root / index_dir),
                                 features=ProductFeatures(root / "feature_repo"), products=products,
-                                model_version=version, default_k=default_k)
+                                model_version=version, default_k=default_k, details=details)
 
 
 def wait_ready(c, timeout_s: float = 60.0) -> dict:

@@ -2,12 +2,18 @@
 fake encoder of service_world (colour words land on images of that colour)."""
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from service_world import (
+    FELL_BACK,
     INDEX,
+    PROVENANCE,
     TYPES,
     UNMATERIALIZED,
     VERSION,
@@ -50,6 +56,19 @@ def test_features_lookup(world):
     assert {"image_embedding", "text_embedding", "fused_embedding", "model_version", "product_type"} <= set(df)
     assert unknown_ids(df) == ["nope"]
     assert pf.lookup(["dress-red-0"], ["product_attributes:title"]).columns.tolist() == ["product_id", "title"]
+
+
+def test_a_product_shows_its_refined_query_and_crop_box(client):
+    r = client.get("/products/dress-red-0")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"product_id": "dress-red-0", "product_type": "dress", "title": "red dress 0",
+                        "query": "a red dress", "box": [16, 8, 48, 40], "fallback": False, "model_version": VERSION}
+    assert client.get(f"/products/{FELL_BACK}").json()["fallback"] is True
+    src = client.get("/images/dress-red-0/source")
+    assert src.status_code == 200 and Image.open(io.BytesIO(src.content)).size == (64, 48)
+    assert src.headers["x-model-version"] == VERSION
+    for url in ("/products/nope", "/images/nope/source"):
+        assert client.get(url).status_code == 404 and "nope" in client.get(url).json()["detail"]
 
 
 def test_healthz_and_readyz(client, world):
@@ -149,7 +168,7 @@ def test_build_state_loads_champion_and_checks_versions(world, monkeypatch):
     # the service fixture holds data/index open, and an Edge shard admits one handle: use a second index
     build(table, INDEX, root / "data" / "index_b", log=lambda *_: None)
     paths = ServicePaths(embeddings=root / "data" / "embeddings" / "products.parquet", index=root / "data" / "index_b",
-                         feature_repo=root / "feature_repo")
+                         feature_repo=root / "feature_repo", provenance=PROVENANCE)  # relative: taken from root
     params = {"index": dict(INDEX.__dict__), "feast": {"config": "feature_store.yaml"},
               "mlflow": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts",
                          "model_name": "vl-clip"},
@@ -161,6 +180,8 @@ def test_build_state_loads_champion_and_checks_versions(world, monkeypatch):
         assert state.model_version == VERSION and state.default_k == 3 and len(state.products) == len(table)
         assert state.searcher.types() == TYPES
         assert state.features.embedding("dress-red-0") is not None
+        assert state.details.at["dress-red-0", "query"] == "a red dress"
+        assert Path(state.details.at["dress-red-0", "source_path"]).is_file()
     finally:
         state.close()
     champion["version"] = "8"

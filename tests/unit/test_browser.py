@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service_world import serve_world
+from service_world import FELL_BACK, serve_world
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -63,6 +63,26 @@ def test_result_images_render(page, name, query, n):
     shot = ARTIFACTS / f"search_{name}.png"
     headless(browser, f"{url}/?{query}", f"--screenshot={shot}", "--window-size=1280,900")
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("product, border", [("dress-red-0", (46, 125, 50)),  # the grounding crop: green
+                                             (FELL_BACK, (239, 108, 0))])  # the whole image kept: orange
+def test_details_show_the_crop_box_on_the_source_image_and_the_refined_query(page, product, border):
+    browser, url = page
+    dom = headless(browser, f"{url}/?q=red+dress&detail={product.replace(' ', '+')}", "--dump-dom")
+    assert '<div id="detail">' in dom, dom[-3000:]  # shown (no hidden attribute)
+    query = re.search(r'<q id="detail-query">([^<]*)</q>', dom).group(1)
+    assert query == "a " + product.split("-")[1] + " dress", query
+    assert re.search(r'<img id="detail-img" [^>]*data-loaded="1"', dom), dom[-3000:]
+    box = re.search(r'<div id="detail-box"([^>]*)>', dom).group(1)
+    assert "hidden" not in box
+    want = "left: 0%; top: 0%; width: 100%; height: 100%" if product == FELL_BACK else \
+        "left: 25%; top: 16.6667%; width: 50%; height: 66.6667%"  # (16, 8)-(48, 40) of 64 x 48
+    assert want in box, box
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"search_details_{product.split('-')[1]}.png"
+    headless(browser, f"{url}/?q=red+dress&detail={product}", f"--screenshot={shot}", "--window-size=1280,900")
+    assert _share(shot, border) > 0.001  # the box is drawn in its colour (the legend alone: < 0.0002)
 
 
 def _share(shot: Path, rgb: tuple[int, int, int]) -> float:

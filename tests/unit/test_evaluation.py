@@ -113,3 +113,21 @@ def test_similar_precision_stays_in_type_and_excludes_the_product_itself():
     assert same_type == {"precision@1": 0.0, "n_products": 2}  # c, unrelated, is nearest to both a and b
     split_types = similar_precision(fused, np.array(["mug", "mug", "hat", "hat"]), related, k=1)
     assert split_types["precision@1"] == 1.0  # within their type, a and b only have each other
+
+
+def test_terminal_tables_hold_a_row_per_variant_and_per_type(tmp_path):
+    from training.evaluate import file_name, headline, per_type, write_rows
+
+    m = {"hits@5": 0.25, "mrr": 0.15, "ci95": {"hits@5": [0.2, 0.3]}, "val": {"hits@5": 0.22}}
+    rows = headline({"vlclip": m, "baseline": {**m, "hits@5": 0.08}})
+    assert rows["vlclip"] == {"hits@5": 0.25, "hits@5_lo": 0.2, "hits@5_hi": 0.3, "mrr": 0.15, "val_hits@5": 0.22}
+    types = per_type({"vlclip": {"bag": {"hits@5": 0.5, "n_queries": 4}, "table lamp": {"hits@5": 0.1, "n_queries": 9}},
+                      "baseline": {"bag": {"hits@5": 0.25, "n_queries": 4}}})
+    assert types == {"bag": {"vlclip": 0.5, "baseline": 0.25, "queries": 4},
+                     "table lamp": {"vlclip": 0.1, "queries": 9}}
+    assert file_name("bag") == "bag" and file_name("table lamp").startswith("table_lamp-")
+    assert file_name("Table Lamp") != file_name("table lamp")
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "gone.json").write_text("{}")  # a type the catalog no longer has
+    write_rows(tmp_path / "t", types)
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["bag.json", f"{file_name('table lamp')}.json"]
