@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,11 +17,11 @@ import pandas as pd
 from serving.delta import delta, read_state, spread, write_state
 from serving.features import ATTRIBUTES_VIEW, EMBEDDINGS_VIEW, FeastParams
 from serving.online_delete import delete_products
-from serving.table import Embeddings, as_table
+from serving.table import Embeddings, as_table, take
 from vlclip import receipt
 from vlclip.params import load_params, section
 from vlclip.progress import figures, write_report
-from vlclip.tables import read_frames
+from vlclip.tables import count_rows, read_frames
 
 
 def load_definitions(repo: Path) -> list:
@@ -140,14 +140,15 @@ def missing_rows(store, rows: pd.DataFrame) -> list[str]:
             if have is None or len(have) != len(want) or not np.allclose(have, want, atol=1e-6)]
 
 
-def verified(repo: Path, config: str, table: Embeddings, old: dict | None, fingerprint: str,
-             sample: int) -> bool:
-    """Whether the online store still holds what the receipt says was materialized from these embeddings."""
+def verified(repo: Path, config: str, frames: Callable[[], Iterable[pd.DataFrame]], n: int, old: dict | None,
+             fingerprint: str, sample: int) -> bool:
+    """Whether the online store still holds what the receipt says was materialized from these embeddings
+    (the same file: it was checked when it was published, so only a spread sample of `n` rows is read)."""
     from feast import FeatureStore
 
     if not old or old.get("embeddings_sha256") != fingerprint or old.get("config") != config:
         return False
-    rows = table.take(spread(table.n, sample))
+    rows = take(frames, spread(n, sample))
     wrong = missing_rows(FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config), rows)
     if wrong:
         print(f"materialize: {len(wrong)} of the sampled products are missing from the online store")
@@ -165,15 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     p = section(FeastParams, load_params(args.params), "feast")
     started = time.perf_counter()
-    repo, table = Path(args.repo).resolve(), Embeddings.scan(lambda: read_frames(args.embeddings))
-    fingerprint = receipt.sha256_file(args.embeddings)
-    if verified(repo, p.config, table, receipt.read(args.receipt), fingerprint, p.verify_sample):
-        print(f"materialize: the online store holds these {table.n} products (checked "
-              f"{min(table.n, p.verify_sample)}); nothing to do")
+    repo, fingerprint, n = Path(args.repo).resolve(), receipt.sha256_file(args.embeddings), count_rows(args.embeddings)
+
+    def frames():
+        return read_frames(args.embeddings)
+
+    if verified(repo, p.config, frames, n, receipt.read(args.receipt), fingerprint, p.verify_sample):
+        print(f"materialize: the online store holds these {n} products (checked {min(n, p.verify_sample)}); "
+              "nothing to do")
         if args.throughput and not Path(args.throughput).exists():  # DVC expects the file
             write_report(args.throughput, {**figures(0, time.perf_counter() - started), "how": "verified"})
         return 0
-    old = receipt.read(args.receipt)
+    table, old = Embeddings.scan(frames), receipt.read(args.receipt)
     state = read_state(args.state, (old or {}).get("rows_sha256"))
     publish_ids, gone = changes(repo, table, old, state, p.config, p.verify_sample)
     receipt.clear(args.receipt)

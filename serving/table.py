@@ -77,17 +77,22 @@ class Embeddings:
                 yield df[keep]
 
     def take(self, positions: list[int]) -> pd.DataFrame:
-        """The rows at these positions in the table (a sample spread through it), in a new frame with
-        copied vectors: each read vector is a view into its whole row group, which it would keep alive."""
-        wanted, out, start = sorted(positions), [], 0
-        for df in self.frames():
-            inside = [p - start for p in wanted if start <= p < start + len(df)]
-            if inside:
-                rows = df.iloc[inside]
-                out.append(pd.DataFrame({c: [np.array(v, dtype=np.float32) for v in rows[c]] if c in EMBEDDINGS
-                                         else rows[c].to_numpy() for c in rows.columns}))
-            start += len(df)
-        return pd.concat(out, ignore_index=True)
+        """The rows at these positions in the table (a sample spread through it)."""
+        return take(self.frames, positions)
+
+
+def take(frames: Callable[[], Iterable[pd.DataFrame]], positions: list[int]) -> pd.DataFrame:
+    """The rows at these positions of the chunked table, in a new frame with copied vectors: each read
+    vector is a view into its whole row group, which it would keep alive."""
+    wanted, out, start = sorted(positions), [], 0
+    for df in frames():
+        inside = [p - start for p in wanted if start <= p < start + len(df)]
+        if inside:
+            rows = df.iloc[inside]
+            out.append(pd.DataFrame({c: [np.array(v, dtype=np.float32) for v in rows[c]] if c in EMBEDDINGS
+                                     else rows[c].to_numpy() for c in rows.columns}))
+        start += len(df)
+    return pd.concat(out, ignore_index=True)
 
 
 def as_table(x: Embeddings | pd.DataFrame) -> Embeddings:

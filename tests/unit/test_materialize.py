@@ -102,3 +102,24 @@ def test_a_catalog_change_writes_only_changed_rows_and_deletes_removed_products(
     np.testing.assert_allclose(feats.embedding("P7"), first["fused_embedding"][7], atol=1e-6)
     second.assign(model_version="2").to_parquet(emb)  # a new champion: every row is written again
     assert main(args) == 0 and "12 products written, 0 deleted" in capsys.readouterr().out
+
+
+def test_an_unchanged_table_is_verified_from_a_sample_and_a_lost_store_is_rebuilt(tmp_path, capsys, monkeypatch):
+    """Verifying reads a sample, not the whole table: no scan, no digests; a store that lost its rows is
+    written again."""
+    from serving import materialize as stage
+    from serving.table import Embeddings
+
+    repo = _repo(tmp_path, "sqlite")
+    emb = tmp_path / "products.parquet"
+    _table(6, "1").to_parquet(emb)
+    (tmp_path / "params.yaml").write_text("feast: {config: feature_store.yaml, verify_sample: 4}\n")
+    args = ["--params", str(tmp_path / "params.yaml"), "--repo", str(repo), "--embeddings", str(emb),
+            "--receipt", str(tmp_path / "r.json")]
+    assert stage.main(args) == 0 and "12 products written" in capsys.readouterr().out
+    scans, scan = [], Embeddings.scan.__func__
+    monkeypatch.setattr(Embeddings, "scan", classmethod(lambda cls, frames: scans.append(1) or scan(cls, frames)))
+    assert stage.main(args) == 0 and "holds these 12 products (checked 4)" in capsys.readouterr().out
+    assert scans == []
+    (repo / "data" / "online.db").unlink()
+    assert stage.main(args) == 0 and "12 products written" in capsys.readouterr().out and scans == [1]
