@@ -215,17 +215,24 @@ def refine_products(products: pd.DataFrame, params: RefineParams, backend: Backe
     return pd.concat([f for f, _ in parts], ignore_index=True), [a for _, audit in parts for a in audit]
 
 
-def summary(queries: pd.DataFrame, into: dict[str, float] | None = None) -> dict[str, Any]:
-    """Pass rate, window share, mean rounds and words, fell-back count; `into` sums chunks as they come."""
-    words = queries["query"].str.split().str.len() if len(queries) else pd.Series(dtype=float)
-    into = into if into is not None else {}
-    for name, value in (("products", len(queries)), ("pass", queries["guard_ok"].sum()),
-                        ("window", queries["in_window"].sum()), ("rounds", queries["rounds"].sum()),
-                        ("words", words.sum()), ("fell_back", queries["fell_back"].sum())):
-        into[name] = into.get(name, 0) + int(value)
-    n = max(into["products"], 1)
-    return {"products": into["products"], "pass_rate": into["pass"] / n, "in_window": into["window"] / n,
-            "mean_rounds": into["rounds"] / n, "mean_words": into["words"] / n, "fell_back": into["fell_back"]}
+class Tally:
+    """A run's query rows summed chunk by chunk (`add`), and what they come to (`summary`)."""
+
+    def __init__(self):
+        self.sums = dict.fromkeys(("products", "pass", "window", "rounds", "words", "fell_back"), 0)
+
+    def add(self, queries: pd.DataFrame) -> None:
+        words = queries["query"].str.split().str.len().sum() if len(queries) else 0
+        for name, value in (("products", len(queries)), ("pass", queries["guard_ok"].sum()),
+                            ("window", queries["in_window"].sum()), ("rounds", queries["rounds"].sum()),
+                            ("words", words), ("fell_back", queries["fell_back"].sum())):
+            self.sums[name] += int(value)
+
+    def summary(self) -> dict[str, Any]:
+        """Pass rate, window share, mean rounds and words, fell-back count."""
+        s, n = self.sums, max(self.sums["products"], 1)
+        return {"products": s["products"], "pass_rate": s["pass"] / n, "in_window": s["window"] / n,
+                "mean_rounds": s["rounds"] / n, "mean_words": s["words"] / n, "fell_back": s["fell_back"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,14 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress("refine", count_rows(args.products))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    totals: dict[str, float] = {}
+    totals = Tally()
     with make_backend(params) as backend, RowCache(args.cache) as cache, \
             open(out / "audit.jsonl", "w", encoding="utf-8") as audit_file:
         def chunks():
             for queries, audit in refine_stream(lambda: read_frames(args.products), params, backend, cache, compute,
                                                 progress.add):
                 audit_file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in audit)
-                summary(queries, totals)
+                totals.add(queries)
                 yield queries
 
         write_frames(chunks(), out / "queries.parquet", empty=_merge([], set(), iter(()), cache)[0])
@@ -256,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     report = progress.save(args.throughput, backend=params.backend, engine=compute.engine)
     print(f"refine: {cache.report()}; {report['items_per_s']} products/s, peak RSS {report['peak_rss_mb']:.0f} MB",
           flush=True)
-    s = summary(pd.DataFrame(columns=QUERY_COLUMNS), totals)
+    s = totals.summary()
     print(f"refine[{params.backend}]: {s['products']} queries, hard-guard pass rate {s['pass_rate']:.3f}, "
           f"in the word window {s['in_window']:.3f}, "
           f"mean rounds {s['mean_rounds']:.2f}, mean words {s['mean_words']:.1f}, fell back {s['fell_back']}")

@@ -363,3 +363,18 @@ def test_an_llm_backend_travels_to_another_process_and_connects_there():
         finally:
             copy.close()
         assert row["backend"] == "openai" and row["guard_ok"] and len(llm.requests) >= 2
+
+
+def test_a_tally_over_chunks_equals_one_over_the_whole_run():
+    from curation.refine import Tally
+
+    rows = pd.DataFrame({"query": ["red dress", "a blue striped mug", "hat"], "rounds": [1, 3, 2],
+                         "guard_ok": [True, False, True], "in_window": [True, True, False],
+                         "fell_back": [False, True, False]})
+    whole, chunked = Tally(), Tally()
+    whole.add(rows)
+    for part in (rows.iloc[:1], rows.iloc[1:1], rows.iloc[1:]):  # an empty chunk adds nothing
+        chunked.add(part)
+    assert chunked.summary() == whole.summary() == {"products": 3, "pass_rate": 2 / 3, "in_window": 2 / 3,
+                                                    "mean_rounds": 2.0, "mean_words": 7 / 3, "fell_back": 1}
+    assert Tally().summary()["products"] == 0
