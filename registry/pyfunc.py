@@ -9,6 +9,7 @@ import io
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 
 
 class VLClipModel(mlflow.pyfunc.PythonModel):
@@ -17,7 +18,7 @@ class VLClipModel(mlflow.pyfunc.PythonModel):
 
         self.encoder = load_encoder(context.artifacts["checkpoint"])
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:  # hinted: MLflow warns otherwise
         from PIL import Image
 
         if "text" in model_input.columns:
