@@ -13,6 +13,8 @@ on a cluster, put the catalog on storage every node mounts.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -58,11 +60,31 @@ def rebatch(chunks: Iterable[pd.DataFrame], size: int) -> Iterator[pd.DataFrame]
         yield pd.concat(held, ignore_index=True)
 
 
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the OS (glibc's `malloc_trim`), after each batch. A model's
+    batches free and allocate blocks of many sizes; glibc raises its mmap threshold to the largest
+    block freed, so later large blocks come from the heap, which fragments: without this, embed's
+    peak RSS grew with the number of batches (1.39x from 2k to 20k products). Costs a batch's page
+    faults again (embed on CPU: about 15 % slower)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def _local(worker, chunks: Iterable[pd.DataFrame], total: int, batch_size: int,
            p: ComputeParams) -> Iterator[pd.DataFrame]:
     worker.setup()
     for batch in rebatch(chunks, batch_size):
         yield worker(batch)
+        trim_heap()
 
 
 class _Actor:
@@ -75,6 +97,7 @@ class _Actor:
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         position = batch[POSITION].to_numpy()
         out = self.worker(batch.drop(columns=[POSITION]).reset_index(drop=True))
+        trim_heap()
         if len(out) != len(batch):
             raise ValueError(f"{type(self.worker).__name__} returned {len(out)} rows for {len(batch)}")
         return out.assign(**{POSITION: position})
