@@ -92,7 +92,7 @@ def check_query(query: str, max_chars: int, count_tokens, max_tokens: int) -> st
         raise HTTPException(422, "query must not be empty")
     if len(query) > max_chars:
         raise HTTPException(422, f"query is {len(query)} characters long; at most {max_chars}")
-    if len(query) <= max_tokens - 2:  # a token spans at least one character: it fits, no need to count
+    if len(query.encode("utf-8")) <= max_tokens - 2:  # a token spans at least one byte: it fits, no need to count
         return query
     n = count_tokens(query)
     if n > max_tokens:

@@ -35,6 +35,7 @@ class ServeParams:
     max_query_chars: int = 1_000
     max_upload_pixels: int = 25_000_000   # decoded width x height, read from the header before decoding
     max_batch: int = 32                   # concurrent queries the encoder runs as one batch
+    torch_threads: int = 1                # threads per forward pass (the text and image batchers each run one)
     reload_poll_s: float = 30.0           # follow the champion alias every this many seconds (0: only on demand)
     keep_alive_s: float = 75.0            # idle keep-alive connections live this long (above a balancer's idle timeout)
 
@@ -159,6 +160,7 @@ def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
     searcher = open_searcher(index_params, paths.index)  # fails fast when another process holds the shards
     try:
         encoder = load_encoder_uri(f"models:/{mlflow_params.model_name}/{version}", tracking_uri(mlflow_params, root))
+        encoder.trim_text = True  # a query reads its own tokens, not the whole context
         products, table_version = read_products(paths.embeddings, root)
         if {table_version, str(searcher.model_version)} != {version}:  # republished while loading
             raise RuntimeError(f"model versions changed while loading: champion {version}, embeddings "

@@ -172,3 +172,17 @@ def test_odd_but_valid_requests_are_answered(server):
         assert rotated.status_code == 200 and "-green-" in rotated.json()["results"][0]["product_id"]
         missing = c.get("/images/dress-blue-1")
         assert missing.status_code == 200 and missing.headers["x-model-version"] == "7"
+
+
+def test_a_short_query_of_many_byte_characters_is_counted_in_tokens():
+    """60 characters fit a 77-token context only if each is one token; byte-level BPE gives an emoji
+    up to four, so the query must be counted, and refused."""
+    from fastapi import HTTPException
+
+    from serving.limits import check_query
+
+    by_bytes = lambda q: len(q.encode("utf-8")) + 2  # noqa: E731  a byte-level tokenizer's worst case
+    assert check_query("red shoe", 1000, by_bytes, 77) == "red shoe"
+    with pytest.raises(HTTPException) as refused:
+        check_query("\U0001F45F" * 60, 1000, by_bytes, 77)
+    assert refused.value.status_code == 422 and "242 tokens" in refused.value.detail

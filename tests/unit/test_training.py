@@ -128,3 +128,22 @@ def test_loading_a_checkpoint_does_not_claim_random_weights(tmp_path, caplog):
     assert loaded.encode_text(["red mug"]).shape == (1, 128)
     assert checkpoint_sha256(tmp_path) == checkpoint_sha256(save_checkpoint(loaded.model, ModelParams("vlclip-tiny"),
                                                                             tmp_path / "again"))
+
+
+def test_trimmed_text_gives_the_full_context_vectors_and_only_where_it_may():
+    """The service's queries read their own tokens, not the whole context: same vectors (float
+    rounding apart) for texts of different lengths in one batch; a tower without a causal mask, whose
+    end token sees the padding, keeps the full context."""
+    from vlclip.encoder import Encoder, _trimmable
+
+    torch.manual_seed(0)
+    model, _, pre, tok = create(ModelParams("vlclip-tiny"))
+    enc, trimmed = Encoder(model, pre, tok), Encoder(model, pre, tok, trim_text=True)
+    texts = ["red", "a long navy blue cotton shirt with white buttons and a pocket", "", "shoe " * 100]
+    full, short = enc.encode_text(texts), trimmed.encode_text(texts)
+    assert full.shape == short.shape == (4, 128)
+    np.testing.assert_allclose(short, full, atol=1e-5)
+    assert _trimmable(model)
+    model.attn_mask = None  # a bidirectional text tower
+    assert not _trimmable(model)
+    np.testing.assert_array_equal(trimmed.encode_text(texts), enc.encode_text(texts))
