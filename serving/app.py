@@ -124,17 +124,17 @@ async def search_image(st: State, request: Request, file: Annotated[UploadFile, 
 
 
 @router.get("/products/{product_id}/similar")
-def similar(product_id: str, st: State, k: Annotated[int | None, Query(ge=1, le=MAX_K)] = None) -> dict:
+async def similar(product_id: str, st: State, k: Annotated[int | None, Query(ge=1, le=MAX_K)] = None) -> dict:
     _product(st, product_id)
     if st.features is None:
         raise HTTPException(503, "no Feast online store configured for this service")
-    vector = st.fused_vector(product_id)
+    vector = await run_in_threadpool(st.fused_vector, product_id)  # an online-store read: off the event loop
     if vector is None:
         raise HTTPException(404, f"product {short(product_id)} has no fused_embedding in the online store; "
                                  "run the materialize stage")
     product_type = str(st.products.at[product_id, "product_type"])
     k = k or st.default_k
-    hits = st.searcher.search(vector, product_type, k + 1, using="fused")  # +1: the product finds itself
+    hits = await asyncio.wrap_future(st.similar_to(vector, product_type, k + 1))  # +1: the product finds itself
     out = _results(st, [h for h in hits if h["product_id"] != product_id][:k])
     return {"product_id": product_id, "product_type": product_type, **out}
 
@@ -244,14 +244,21 @@ def _on_sighup(live: Live) -> None:
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=live.reload, daemon=True).start())
 
 
-def _logging() -> None:
-    """Service lines with a time stamp; the access log as one JSON object per line."""
+def _logging() -> Callable[[], None]:
+    """Service lines with a time stamp; the access log as one JSON object per line, written by a thread
+    of its own, so the HTTP loop never waits on a slow terminal, pipe or disk. -> stop (writes the rest)."""
+    import logging.handlers
+    import queue
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    access = logging.getLogger("vlclip.access")
-    handler = logging.StreamHandler()
+    handler, lines = logging.StreamHandler(), queue.SimpleQueue()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(handler)
+    access = logging.getLogger("vlclip.access")
+    access.addHandler(logging.handlers.QueueHandler(lines))
     access.propagate = False
+    writer = logging.handlers.QueueListener(lines, handler)
+    writer.start()
+    return writer.stop
 
 
 def _threads(n: int) -> None:
@@ -269,7 +276,7 @@ def run(params: dict, paths: ServicePaths, root: Path, host: str, port: int) -> 
 
     from vlclip.params import section
 
-    _logging()
+    stop_logging = _logging()
     root = Path(root)
     serve = section(ServeParams, params, "serve")
     _threads(serve.torch_threads)
@@ -278,5 +285,8 @@ def run(params: dict, paths: ServicePaths, root: Path, host: str, port: int) -> 
                      on_fail=lambda reason: setattr(server[0], "should_exit", True))
     server.append(uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False,
                                                 timeout_keep_alive=serve.keep_alive_s)))
-    server[0].run()
+    try:
+        server[0].run()
+    finally:
+        stop_logging()
     return 1 if app.state.live.status == "failed" else 0

@@ -5,6 +5,10 @@ meanwhile (up to `max_batch`; it never waits for more, so a lone request pays no
 model once. Under load the model sees a few large batches instead of many single items fighting over
 two cores, and every forward pass runs on the worker thread, so the encoder is never called from two
 threads at once.
+
+With `then`, a batch goes through two workers in turn, a pipeline: the second runs `then(items,
+outputs)` on one batch (the index search) while the first already runs `fn` on the next (the
+forward pass, which releases the GIL), so neither waits for the other under load.
 """
 from __future__ import annotations
 
@@ -19,25 +23,31 @@ _STOP = object()
 
 
 class Batcher:
-    def __init__(self, fn: Callable[[list], np.ndarray], max_batch: int = 64, name: str = "batcher"):
-        self.fn, self.max_batch = fn, max_batch
+    def __init__(self, fn: Callable[[list], np.ndarray], max_batch: int = 64, name: str = "batcher",
+                 then: Callable[[list, np.ndarray], list] | None = None):
+        self.fn, self.then, self.max_batch = fn, then, max_batch
         self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._handoff: queue.Queue | None = None if then is None else queue.Queue()
+        self._threads = [threading.Thread(target=self._run, name=name, daemon=True)]
+        if then is not None:
+            self._threads.append(threading.Thread(target=self._finish, name=f"{name}-then", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, item) -> Future:
-        """A future of the model's output row for one item (async code awaits asyncio.wrap_future of it)."""
+        """A future of the output row for one item (async code awaits asyncio.wrap_future of it)."""
         future: Future = Future()
         self._queue.put((item, future))
         return future
 
-    def __call__(self, item, timeout: float | None = 60.0) -> np.ndarray:
-        """The model's output row for one item (blocks until its batch has run)."""
+    def __call__(self, item, timeout: float | None = 60.0):
+        """The output row for one item (blocks until its batch has run)."""
         return self.submit(item).result(timeout)
 
     def close(self) -> None:
         self._queue.put(_STOP)
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def _take(self) -> list | None:
         first = self._queue.get()
@@ -57,12 +67,35 @@ class Batcher:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
-            items, futures = zip(*batch)
+            items, futures = (list(x) for x in zip(*batch))
             try:
-                out = self.fn(list(items))
+                out = self.fn(items)
             except Exception as exc:  # noqa: BLE001  every waiting request gets the error
-                for f in futures:
-                    f.set_exception(exc)
+                _fail(futures, exc)
                 continue
-            for f, row in zip(futures, out):
-                f.set_result(row)
+            if self._handoff is None:
+                _resolve(futures, out)
+            else:
+                self._handoff.put((items, futures, out))
+        if self._handoff is not None:
+            self._handoff.put(_STOP)
+
+    def _finish(self) -> None:
+        while (job := self._handoff.get()) is not _STOP:
+            items, futures, out = job
+            try:
+                rows = self.then(items, out)
+            except Exception as exc:  # noqa: BLE001
+                _fail(futures, exc)
+                continue
+            _resolve(futures, rows)
+
+
+def _resolve(futures: list[Future], rows) -> None:
+    for f, row in zip(futures, rows):
+        f.set_result(row)
+
+
+def _fail(futures: list[Future], exc: Exception) -> None:
+    for f in futures:
+        f.set_exception(exc)

@@ -2,9 +2,9 @@
 together (`build_state`) and swapped whole on reload (serving.live).
 
 Text and image searches go through batchers (serving.batching), so the encoder runs only on their
-worker threads, once per batch of concurrent queries, and each shard gets one batched query; Edge
-shard and Qdrant client queries are thread-safe (tested); Feast's SQLite online store shares one
-connection, so Feast reads are serialized by a lock.
+worker threads, once per batch of concurrent queries, and each shard gets one batched query (on a
+second thread, while the next batch encodes); Edge shard and Qdrant client queries are thread-safe
+(tested); Feast's SQLite online store shares one connection, so Feast reads are serialized by a lock.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ class ServeParams:
     max_upload_pixels: int = 25_000_000   # decoded width x height, read from the header before decoding
     max_batch: int = 32                   # concurrent queries the encoder runs as one batch
     torch_threads: int = 1                # threads per forward pass (the text and image batchers each run one)
+    search_process: bool = True           # edge backend: the shards are held and searched by a child process
     reload_poll_s: float = 30.0           # follow the champion alias every this many seconds (0: only on demand)
     keep_alive_s: float = 75.0            # idle keep-alive connections live this long (above a balancer's idle timeout)
 
@@ -66,11 +67,13 @@ class ServiceState:
     _feast: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
-        # the encoder is looked up per batch, not bound here
-        self._text = Batcher(lambda items: self._search(self.encoder.encode_text, items), self.max_batch,
-                             f"search-text-{self.model_version}")
-        self._images = Batcher(lambda items: self._search(self.encoder.encode_images, items), self.max_batch,
-                               f"search-image-{self.model_version}")
+        # the encoder is looked up per batch, not bound here; a batch's search runs while the next encodes
+        self._text = Batcher(lambda items: self.encoder.encode_text([q for q, _, _ in items]), self.max_batch,
+                             f"search-text-{self.model_version}", then=self._search)
+        self._images = Batcher(lambda items: self.encoder.encode_images([q for q, _, _ in items]), self.max_batch,
+                               f"search-image-{self.model_version}", then=self._search)
+        self._similar = Batcher(lambda items: self._search(items, np.stack([v for v, _, _ in items]), "fused"),
+                                self.max_batch, f"similar-{self.model_version}")
 
     def search_text(self, query: str, product_type: str | None, k: int) -> Future:
         """A future of the products whose image is nearest the query text; concurrent queries run as
@@ -80,10 +83,15 @@ class ServiceState:
     def search_image(self, image, product_type: str | None, k: int) -> Future:
         return self._images.submit((image, product_type, k))
 
-    def _search(self, encode, items: list[tuple]) -> list[list[dict]]:
-        """(query text or image, product type, k) per request -> hits; both towers land on image vectors."""
-        queries, types, ks = zip(*items)
-        return self.searcher.search_many(encode(list(queries)), list(types), list(ks), using="image")
+    def similar_to(self, fused: np.ndarray, product_type: str | None, k: int) -> Future:
+        """A future of the products whose fused vector is nearest `fused` (concurrent ones batched)."""
+        return self._similar.submit((np.asarray(fused, dtype=np.float32), product_type, k))
+
+    def _search(self, items: list[tuple], vectors: np.ndarray, using: str = "image") -> list[list[dict]]:
+        """(query, product type, k) per request and the queries' vectors -> hits; both towers land on
+        image vectors."""
+        _, types, ks = zip(*items)
+        return self.searcher.search_many(vectors, list(types), list(ks), using=using)
 
     def fused_vector(self, product_id: str) -> np.ndarray | None:
         with self._feast:
@@ -92,6 +100,7 @@ class ServiceState:
     def close(self) -> None:
         self._text.close()
         self._images.close()
+        self._similar.close()
         self.searcher.close()
 
 
@@ -104,7 +113,7 @@ def warm(state: ServiceState) -> None:
     if state.features is not None and len(state.products):
         fused = state.fused_vector(str(state.products.index[0]))
         if fused is not None:
-            state.searcher.search(fused, str(state.products["product_type"].iloc[0]), 1, using="fused")
+            state.similar_to(fused, str(state.products["product_type"].iloc[0]), 1).result(60)
 
 
 def read_products(path: Path, root: Path) -> tuple[pd.DataFrame, str]:
@@ -141,6 +150,16 @@ def published_versions(params: dict, paths: ServicePaths, root: Path) -> dict[st
             "index": index_version(section(IndexParams, params, "index"), paths.index)}
 
 
+def _open_index(params: IndexParams, serve: ServeParams, path: Path | None) -> Searcher:
+    """The index searcher; Edge shards in a child process when `serve.search_process` (its binding keeps
+    the GIL while it searches, so in process every search would stall the HTTP loop and the encoder)."""
+    if serve.search_process and params.backend == "edge":
+        from serving.backends.process import SearcherProcess
+
+        return SearcherProcess(params, path)
+    return open_searcher(params, path)
+
+
 def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
     """Load the champion encoder, the index, Feast and the product table; refuse to serve when the
     encoder, the index and the embeddings come from different model versions (queries would be
@@ -157,10 +176,11 @@ def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
     index_params, serve = section(IndexParams, params, "index"), section(ServeParams, params, "serve")
     mlflow_params, feast = section(MlflowParams, params, "mlflow"), section(FeastParams, params, "feast")
     version = versions["champion"]
-    searcher = open_searcher(index_params, paths.index)  # fails fast when another process holds the shards
+    searcher = _open_index(index_params, serve, paths.index)  # fails fast when another process holds the shards
     try:
         encoder = load_encoder_uri(f"models:/{mlflow_params.model_name}/{version}", tracking_uri(mlflow_params, root))
         encoder.trim_text = True  # a query reads its own tokens, not the whole context
+        encoder.traced = True     # forward passes that do not take the GIL from the HTTP loop
         products, table_version = read_products(paths.embeddings, root)
         if {table_version, str(searcher.model_version)} != {version}:  # republished while loading
             raise RuntimeError(f"model versions changed while loading: champion {version}, embeddings "

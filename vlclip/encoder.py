@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import logging
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,12 +49,15 @@ def create(params: ModelParams):
 class Encoder:
     """Wraps a CLIP model: texts/images -> float32 arrays (n, dim), rows L2-normalised."""
 
-    def __init__(self, model, preprocess, tokenizer, device: str = "cpu", amp: str = "none", trim_text: bool = False):
+    def __init__(self, model, preprocess, tokenizer, device: str = "cpu", amp: str = "none", trim_text: bool = False,
+                 traced: bool = False):
         self.model = model.to(device).eval()
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.device = device
         self.trim_text = trim_text  # see encode_text
+        self.traced = traced        # see _graph
+        self._graphs: dict[str, torch.jit.ScriptModule | None] = {}
         # autocast on CUDA (bf16 | fp16); outputs are float32 and re-normalised after the cast
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.startswith("cuda") else None
 
@@ -61,7 +65,24 @@ class Encoder:
         """The same model on another device (auto: CUDA when there is one), autocast there."""
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return Encoder(self.model, self.preprocess, self.tokenizer, device, amp, self.trim_text)
+        return Encoder(self.model, self.preprocess, self.tokenizer, device, amp, self.trim_text, self.traced)
+
+    def _graph(self, name: str, module: torch.nn.Module, *example: torch.Tensor):
+        """With `traced`, `module` as a TorchScript graph traced on its first input (once per tower):
+        the graph runs all its ops without taking the GIL, where an eager forward takes it back after
+        every op and, beside a busy Python thread (a server's HTTP loop), waits for it each time. The
+        same ops on the same weights: the same vectors. A module that cannot be traced runs eagerly."""
+        if not self.traced or self.amp is not None:
+            return module
+        if name not in self._graphs:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the tracer's notes on shapes read as Python ints
+                    self._graphs[name] = torch.jit.trace(module, example, check_trace=False)
+            except Exception as exc:  # noqa: BLE001  any architecture still encodes, eagerly
+                logging.getLogger(__name__).warning("the %s tower runs eagerly: tracing failed (%s)", name, exc)
+                self._graphs[name] = None
+        return self._graphs[name] or module
 
     def _run(self, tower, x: torch.Tensor) -> torch.Tensor:
         if self.amp is None:
@@ -94,7 +115,7 @@ class Encoder:
         few-word query then costs a third of the work. The service trims; the stages keep the full
         context, so their outputs and figures stay bit for bit what they were."""
         short = self.trim_text and _trimmable(self.model)
-        tower = functools.partial(_short_text, self.model) if short else self.model.encode_text
+        tower = functools.partial(_short_text, self.model, graph=self._graph) if short else self.model.encode_text
         out = []
         for i in range(0, len(texts), batch_size):
             out.append(self._run(tower, self.tokenizer(list(texts[i:i + batch_size]))))
@@ -105,8 +126,16 @@ class Encoder:
         out = []
         for i in range(0, len(images), batch_size):
             batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images[i:i + batch_size]])
-            out.append(self._run(self.model.encode_image, batch))
+            out.append(self._run(self._image_tower(batch), batch))
         return _cat(out)
+
+    def _image_tower(self, example: torch.Tensor):
+        """open_clip's CLIP.encode_image, its `visual` traced when `traced`."""
+        visual = getattr(self.model, "visual", None)
+        if not self.traced or visual is None:
+            return self.model.encode_image
+        graph = self._graph("image", visual, example.to(self.device))
+        return lambda x, normalize=False: torch.nn.functional.normalize(graph(x), dim=-1) if normalize else graph(x)
 
     @torch.no_grad()
     def encode_pixels(self, pixels: torch.Tensor, batch_size: int = 256) -> np.ndarray:
@@ -122,13 +151,16 @@ def _trimmable(model) -> bool:
             and getattr(model, "attn_mask", None) is not None and getattr(model, "text_pool_type", "") == "argmax")
 
 
-def _short_text(model, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-    """open_clip's CLIP.encode_text on the tokens up to the batch's longest text (see `_trimmable`)."""
+def _short_text(model, text: torch.Tensor, normalize: bool = False, graph=lambda name, module, *ex: module
+                ) -> torch.Tensor:
+    """open_clip's CLIP.encode_text on the tokens up to the batch's longest text (see `_trimmable`);
+    `graph(name, module, *example)` may stand a traced graph in for the transformer."""
     n = max(int((text != 0).sum(dim=1).max()), 1)
     text = text[:, :n]
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(text).to(cast) + model.positional_embedding[:n].to(cast)
-    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
+    mask = model.attn_mask[:n, :n]
+    x = model.ln_final(graph("text", model.transformer, x, mask)(x, mask))
     x = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]
     proj = model.text_projection
     x = proj(x) if isinstance(proj, torch.nn.Linear) else x if proj is None else x @ proj

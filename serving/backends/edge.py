@@ -45,10 +45,14 @@ def _edge_config(dim: int, params: IndexParams):
 
     # Both thresholds are in KB (default 10000): left alone, a few thousand products never get a
     # graph and every search is brute force. 1 KB forces a real HNSW graph for any type.
+    # Each shard owns a search pool, one thread per CPU by default, which reads segments in parallel;
+    # a shard here is one segment, so the pool only hands each search to another thread (and a
+    # process serving many types would hold types x CPUs threads). The config is kept with the shard.
     return EdgeConfig(vectors={name: EdgeVectorParams(size=dim, distance=Distance.Cosine) for name in VECTORS},
                       hnsw_config=HnswIndexConfig(m=params.hnsw_m, ef_construct=params.hnsw_ef_construct,
                                                   full_scan_threshold=1),
-                      optimizers=EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1))
+                      optimizers=EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1),
+                      max_search_threads=params.search_threads or None)
 
 
 def _check_shard(shard, shard_dir: Path, n: int, dim: int) -> None:
@@ -241,7 +245,10 @@ class EdgeSearcher(Searcher):
         res = self._shard(product_type).query_batch(QueryBatchRequest([
             QueryRequest(limit=k, query=Query.Nearest(v, using=using), with_payload=False, params=params)
             for v, k in zip(vectors.tolist(), ks)]))
-        return [[(p.id, p.score) for p in points] for points in res]
+        return [[(p, p.score) for p in points] for points in res]
+
+    def _point_id(self, ref):
+        return ref.id  # the binding makes a uuid.UUID on each read: only for the hits a search keeps
 
     def _payloads(self, product_type, point_ids):
         return {r.id: r.payload for r in self._shard(product_type).retrieve(point_ids, True, False)}

@@ -29,6 +29,7 @@ class IndexParams:
     hnsw_ef: int
     recall_k: int
     recall_sample: int = 2000  # products whose query measures recall and latency after a build
+    search_threads: int = 1    # edge: each shard's search pool (0: the library's default, sized by the CPUs)
 
 
 def point_id(product_id: str) -> str:
@@ -90,13 +91,14 @@ class Searcher:
         unknown = sorted({t for t in product_types if t is not None and t not in self._types})
         if unknown:
             raise ValueError(f"unknown product_type {unknown[0]!r}; known types: {self._types}")
-        found: list[list[tuple[float, str, object]]] = [[] for _ in product_types]  # (score, type, point id)
+        found: list[list[tuple[float, str, object]]] = [[] for _ in product_types]  # (score, type, point ref)
         for t in self._types:
             asking = [i for i, want in enumerate(product_types) if want in (None, t)]
             if asking:
                 for i, pairs in zip(asking, self._ids(t, vecs[asking], [int(ks[i]) for i in asking], using, exact)):
-                    found[i] += [(score, t, pid) for pid, score in pairs]
-        top = [sorted(f, key=lambda x: -x[0])[:int(k)] for f, k in zip(found, ks)]
+                    found[i] += [(score, t, ref) for ref, score in pairs]
+        top = [[(score, t, self._point_id(ref)) for score, t, ref in sorted(f, key=lambda x: -x[0])[:int(k)]]
+               for f, k in zip(found, ks)]
         wanted: dict[str, set] = {}
         for _, t, pid in (x for hits in top for x in hits):
             wanted.setdefault(t, set()).add(pid)
@@ -105,8 +107,14 @@ class Searcher:
 
     def _ids(self, product_type: str, vectors: np.ndarray, ks: list[int], using: str,
              exact: bool) -> list[list[tuple[object, float]]]:
-        """-> per vector, its nearest (point id, score) pairs in this type's shard, no payload."""
+        """-> per vector, its nearest (point reference, score) pairs in this type's shard, no payload;
+        `_point_id` turns a reference into its point id."""
         raise NotImplementedError
+
+    def _point_id(self, ref) -> object:
+        """The point id a `_ids` reference stands for (a backend may defer making it: only the final
+        top k of a search need theirs)."""
+        return ref
 
     def _payloads(self, product_type: str, point_ids: list) -> dict:
         """point id -> payload, for points of this type's shard."""

@@ -7,6 +7,7 @@ import re
 import shutil
 import warnings
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -260,6 +261,35 @@ def test_second_open_of_an_edge_index_fails_clearly(edge_index):
     _, path, _ = edge_index
     with pytest.raises(RuntimeError, match="another process"):
         open_searcher(params(), path)
+
+
+def _edge_search_threads() -> int:
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            n += Path(f"/proc/self/task/{tid}/comm").read_text().startswith("edge-search")
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return n
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads threads from /proc (Linux)")
+def test_each_shard_searches_on_as_many_threads_as_params_say(tmp_path):
+    df, one, auto = embeddings(40), params(search_threads=1), params(search_threads=0)
+    build(df, one, tmp_path / "one", log=lambda *_: None)
+    build(df, auto, tmp_path / "auto", log=lambda *_: None)
+    before = _edge_search_threads()
+    searcher = open_searcher(one, tmp_path / "one")
+    try:
+        assert searcher.search(df["image_embedding"][0], None, 3)[0]["product_id"] == df["product_id"][0]
+        assert _edge_search_threads() - before == len(TYPES)  # the setting is kept with each shard
+    finally:
+        searcher.close()
+    searcher = open_searcher(auto, tmp_path / "auto")
+    try:  # the library's default: a pool per shard sized by the CPUs, over one thread each
+        assert _edge_search_threads() - before > len(TYPES)
+    finally:
+        searcher.close()
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # local mode ignores hnsw_ef and says so

@@ -188,3 +188,34 @@ def test_batcher_batches_concurrent_items_and_keeps_their_order():
         boom.close()
     finally:
         batcher.close()
+
+
+def test_a_two_stage_batcher_runs_the_next_batch_while_this_one_finishes():
+    spans: dict[str, list] = {"fn": [], "then": []}
+
+    def stage(name, pause, out):
+        t0 = time.perf_counter()
+        time.sleep(pause)
+        spans[name].append((t0, time.perf_counter()))
+        return out
+
+    def then(items, doubled):
+        if "bad" in items:
+            raise ValueError("bad item")
+        return stage("then", 0.05, [(x, d) for x, d in zip(items, doubled)])
+
+    batcher = Batcher(lambda items: stage("fn", 0.05, [2 * x if isinstance(x, int) else x for x in items]),
+                      max_batch=4, then=then)
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(batcher, range(12)))
+        assert got == [(i, 2 * i) for i in range(12)]  # each request gets its own row, in order
+        assert len(spans["fn"]) >= 2
+        overlaps = [a for a in spans["fn"][1:] for b in spans["then"] if a[0] < b[1] and b[0] < a[1]]
+        assert overlaps, spans  # a batch's second stage ran while the next batch's first stage did
+        with pytest.raises(ValueError, match="bad item"):  # the second stage's error reaches the request
+            batcher("bad")
+        assert batcher(5) == (5, 10)  # and the pipeline goes on
+    finally:
+        batcher.close()
+    assert not any(t.is_alive() for t in batcher._threads)

@@ -147,3 +147,50 @@ def test_trimmed_text_gives_the_full_context_vectors_and_only_where_it_may():
     model.attn_mask = None  # a bidirectional text tower
     assert not _trimmable(model)
     np.testing.assert_array_equal(trimmed.encode_text(texts), enc.encode_text(texts))
+
+
+def _forwards_beside_a_busy_thread(forward, seconds: float = 1.0) -> int:
+    """Forward passes a second thread completes while this one runs Python without pause."""
+    import threading
+    import time
+
+    done, stop = [0], threading.Event()
+
+    def run():
+        while not stop.is_set():
+            forward()
+            done[0] += 1
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    stop.set()
+    thread.join()
+    return done[0]
+
+
+def test_traced_towers_give_the_eager_vectors_without_holding_the_gil():
+    """The service's encoder runs TorchScript graphs traced on the first batch: the same vectors for
+    later batches of other sizes and text lengths, and a forward pass that keeps going beside a busy
+    Python thread, where the eager one waits for the GIL after every op."""
+    from PIL import Image
+
+    from vlclip.encoder import Encoder
+
+    torch.manual_seed(0)
+    model, _, pre, tok = create(ModelParams("vlclip-tiny"))
+    eager, traced = Encoder(model, pre, tok, trim_text=True), Encoder(model, pre, tok, trim_text=True, traced=True)
+    batches = [["red dress"], ["a long navy blue cotton shirt with white buttons", "", "shoe " * 100, "lamp"] * 8]
+    for texts in batches:
+        np.testing.assert_allclose(traced.encode_text(texts), eager.encode_text(texts), atol=1e-6)
+    images = [Image.new("RGB", (40 + 9 * i, 30), (30 * i, 90, 200 - 20 * i)) for i in range(5)]
+    for batch in (images[:2], images):
+        np.testing.assert_allclose(traced.encode_images(batch), eager.encode_images(batch), atol=1e-6)
+    assert set(traced._graphs) == {"text", "image"} and all(g is not None for g in traced._graphs.values())
+    x, mask = torch.randn(32, 20, model.transformer.width), model.attn_mask[:20, :20]
+    with torch.no_grad():
+        slow = _forwards_beside_a_busy_thread(lambda: model.transformer(x, mask))
+        fast = _forwards_beside_a_busy_thread(lambda: traced._graphs["text"](x, mask))
+    assert fast > 2 * slow, (fast, slow)
