@@ -1,8 +1,9 @@
 """Load benchmark of the retrieval service on loopback, bounded in count and time.
 
 Starts `vlclip serve` on the built project, measures time to ready and the first request after it
-(over --starts starts, the median), then lone requests each after 0.5 s of silence, then requests/s and p50/p90/p99 for /search, /search/image and /products/{id}/similar at each
-concurrency level. The load generator shares the machine, so it is lean: one keep-alive connection
+(over --starts starts, the median), then lone requests each after 0.5 s of silence, then requests/s
+and p50/p90/p99 for /search, /search/image and /products/{id}/similar at each concurrency level.
+The load generator shares the machine, so it is lean: one keep-alive connection
 per worker and requests prepared as raw HTTP/1.1 bytes (a general HTTP client spent as much CPU per
 request as the service and made its own latency tail).
 
