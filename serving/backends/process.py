@@ -17,18 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.backends.schema import IndexParams
+from serving.backends.schema import IndexParams, Searcher
 
 log = logging.getLogger("vlclip.serve")
 
-class SearcherProcess:
-    """`open_searcher(params, path)` in a child process, with the `Searcher` methods the service uses."""
+
+class SearcherProcess(Searcher):
+    """`open_searcher(params, path)` in a child process: `search_many` is asked of the child."""
 
     def __init__(self, params: IndexParams, path: str | Path | None, open_timeout_s: float = 300.0):
         self._args, self._timeout = (params, None if path is None else str(path)), open_timeout_s
         self._lock = threading.Lock()
-        types, self.model_version, self.dim, self.hnsw_ef = self._start()
-        self._types = list(types)
+        super().__init__(*self._start())
 
     def _start(self) -> tuple:
         """Spawn the child and wait until it has opened the index; -> what it holds."""
@@ -44,14 +44,6 @@ class SearcherProcess:
         except BaseException:
             self._stop()
             raise
-
-    def types(self) -> list[str]:
-        return list(self._types)
-
-    def search(self, vector: np.ndarray, product_type: str | None = None, k: int = 10, using: str = "image",
-               exact: bool = False) -> list[dict]:
-        return self.search_many(np.asarray(vector, dtype=np.float32).reshape(1, -1), [product_type], [k],
-                                using, exact)[0]
 
     def search_many(self, vectors: np.ndarray, product_types: list[str | None], ks: list[int],
                     using: str = "image", exact: bool = False) -> list[list[dict]]:
