@@ -108,9 +108,9 @@ def reload(request: Request) -> dict:
 @router.post("/search")
 async def search(body: SearchBody, st: State, request: Request) -> dict:
     limits: ServeParams = request.app.state.limits
-    query = check_query(body.query, limits.max_query_chars, st.encoder.count_tokens, st.encoder.context_length)
+    query, ids = check_query(body.query, limits.max_query_chars, st.encoder.text_ids, st.encoder.context_length)
     product_type = _check_type(st, body.product_type)
-    return _results(st, await asyncio.wrap_future(st.search_text(query, product_type, body.k or st.default_k)))
+    return _results(st, await asyncio.wrap_future(st.search_text(query, product_type, body.k or st.default_k, ids)))
 
 
 @router.post("/search/image")

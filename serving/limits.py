@@ -84,20 +84,21 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def check_query(query: str, max_chars: int, count_tokens, max_tokens: int) -> str:
-    """The stripped query, or 422 when it is empty, too long in characters, or more tokens than the
-    text tower reads (it would silently cut the rest)."""
+def check_query(query: str, max_chars: int, text_ids, max_tokens: int) -> tuple[str, list | None]:
+    """-> (the stripped query, its token ids or None where they were not needed), or 422 when it is
+    empty, too long in characters, or more tokens than the text tower reads (it would silently cut the
+    rest). The ids go on to the encoder, which then does not tokenize the query again."""
     query = query.strip()
     if not query:
         raise HTTPException(422, "query must not be empty")
     if len(query) > max_chars:
         raise HTTPException(422, f"query is {len(query)} characters long; at most {max_chars}")
     if len(query.encode("utf-8")) <= max_tokens - 2:  # a token spans at least one byte: it fits, no need to count
-        return query
-    n = count_tokens(query)
-    if n > max_tokens:
-        raise HTTPException(422, f"query is {n} tokens long; the text encoder reads at most {max_tokens}")
-    return query
+        return query, None
+    ids = text_ids(query)
+    if len(ids) > max_tokens:
+        raise HTTPException(422, f"query is {len(ids)} tokens long; the text encoder reads at most {max_tokens}")
+    return query, ids
 
 
 def decode_upload(data: bytes, max_pixels: int):

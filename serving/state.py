@@ -55,8 +55,8 @@ class ServicePaths:
 class ServiceState:
     """One model version's encoder, index, features and products; swapped whole on reload."""
 
-    encoder: Any                      # vlclip.encoder.Encoder or anything with its encode_text, encode_images,
-                                      # count_tokens and context_length
+    encoder: Any                      # vlclip.encoder.Encoder or anything with its encode_text (ids=),
+                                      # encode_images, text_ids and context_length
     searcher: Searcher
     features: ProductFeatures | None  # None: /products/{id}/similar answers 503
     products: pd.DataFrame            # index product_id; columns product_type, title, image_path
@@ -68,17 +68,18 @@ class ServiceState:
 
     def __post_init__(self):
         # the encoder is looked up per batch, not bound here; a batch's search runs while the next encodes
-        self._text = Batcher(lambda items: self.encoder.encode_text([q for q, _, _ in items]), self.max_batch,
+        self._text = Batcher(lambda items: self.encoder.encode_text([q for (q, _), _, _ in items],
+                                                                    ids=[i for (_, i), _, _ in items]), self.max_batch,
                              f"search-text-{self.model_version}", then=self._search)
         self._images = Batcher(lambda items: self.encoder.encode_images([q for q, _, _ in items]), self.max_batch,
                                f"search-image-{self.model_version}", then=self._search)
         self._similar = Batcher(lambda items: self._search(items, np.stack([v for v, _, _ in items]), "fused"),
                                 self.max_batch, f"similar-{self.model_version}")
 
-    def search_text(self, query: str, product_type: str | None, k: int) -> Future:
+    def search_text(self, query: str, product_type: str | None, k: int, ids: list | None = None) -> Future:
         """A future of the products whose image is nearest the query text; concurrent queries run as
-        one batch."""
-        return self._text.submit((query, product_type, k))
+        one batch. `ids`: the query's token ids where they were read already (Encoder.text_ids)."""
+        return self._text.submit(((query, ids), product_type, k))
 
     def search_image(self, image, product_type: str | None, k: int) -> Future:
         return self._images.submit((image, product_type, k))

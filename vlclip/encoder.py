@@ -101,16 +101,20 @@ class Encoder:
         """Tokens the text tower reads, start and end tokens included."""
         return int(getattr(self.tokenizer, "context_length", 77))
 
-    def count_tokens(self, text: str) -> int:
-        """Tokens `text` takes in the text tower, start and end included (a longer text is cut)."""
+    def text_ids(self, text: str) -> list[int]:
+        """The token ids of `text` in the text tower, start and end included, before any cut to the
+        context (its length is what the tower would read of it)."""
         inner = getattr(self.tokenizer, "tokenizer", None)  # open_clip's HFTokenizer wraps a HF one
         if inner is not None:
-            return len(inner(text)["input_ids"])
-        return len(self.tokenizer.encode(text)) + 2
+            return list(inner(text)["input_ids"])
+        return [self.tokenizer.sot_token_id, *self.tokenizer.encode(text), self.tokenizer.eot_token_id]
 
     @torch.no_grad()
-    def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        """With `trim_text` the text tower reads up to the longest text of each batch, not the whole
+    def encode_text(self, texts: list[str], batch_size: int = 256, ids: list | None = None) -> np.ndarray:
+        """`ids` (optional): per text its `text_ids`, where they were read already (the service reads
+        them to check a query's length), or None; those texts are not tokenized again.
+
+        With `trim_text` the text tower reads up to the longest text of each batch, not the whole
         context, where that gives the same vectors (`_trimmable`) up to float rounding (about 2e-7); a
         few-word query then costs a third of the work. The service trims; the stages keep the full
         context, so their outputs and figures stay bit for bit what they were."""
@@ -118,8 +122,17 @@ class Encoder:
         tower = functools.partial(_short_text, self.model, graph=self._graph) if short else self.model.encode_text
         out = []
         for i in range(0, len(texts), batch_size):
-            out.append(self._run(tower, self.tokenizer(list(texts[i:i + batch_size]))))
+            out.append(self._run(tower, self._tokens(texts[i:i + batch_size], ids and ids[i:i + batch_size])))
         return _cat(out)
+
+    def _tokens(self, texts: list[str], ids: list | None) -> torch.Tensor:
+        """The tokenizer's (n, context) tensor; rows whose ids are given are packed from them, as
+        open_clip's SimpleTokenizer packs them (a plain one: a HF tokenizer pads its own way)."""
+        plain = getattr(self.tokenizer, "reduction_fn", False) is None and hasattr(self.tokenizer, "eot_token_id")
+        if not ids or not plain or all(x is None for x in ids):
+            return self.tokenizer(list(texts))
+        rows = [x if x is not None else self.text_ids(t) for t, x in zip(texts, ids)]
+        return _pack(rows, self.context_length, self.tokenizer.eot_token_id)
 
     @torch.no_grad()
     def encode_images(self, images: list, batch_size: int = 128) -> np.ndarray:
@@ -155,7 +168,7 @@ def _short_text(model, text: torch.Tensor, normalize: bool = False, graph=lambda
                 ) -> torch.Tensor:
     """open_clip's CLIP.encode_text on the tokens up to the batch's longest text (see `_trimmable`);
     `graph(name, module, *example)` may stand a traced graph in for the transformer."""
-    n = max(int((text != 0).sum(dim=1).max()), 1)
+    n = int(text.argmax(dim=-1).max()) + 1  # through the last end-of-text token (a real token may be id 0)
     text = text[:, :n]
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(text).to(cast) + model.positional_embedding[:n].to(cast)
@@ -165,6 +178,15 @@ def _short_text(model, text: torch.Tensor, normalize: bool = False, graph=lambda
     proj = model.text_projection
     x = proj(x) if isinstance(proj, torch.nn.Linear) else x if proj is None else x @ proj
     return torch.nn.functional.normalize(x, dim=-1) if normalize else x
+
+
+def _pack(rows: list[list[int]], context_length: int, eot: int) -> torch.Tensor:
+    """Token ids -> a zero-padded (n, context_length) tensor; a longer row is cut and ends in `eot`."""
+    out = torch.zeros(len(rows), context_length, dtype=torch.long)
+    for i, row in enumerate(rows):
+        row = row if len(row) <= context_length else [*row[:context_length - 1], eot]
+        out[i, :len(row)] = torch.tensor(row)
+    return out
 
 
 def _cat(chunks: list[torch.Tensor]) -> np.ndarray:

@@ -80,10 +80,10 @@ def test_reload_under_load_swaps_atomically_and_drains_the_old_version(worlds):
         slow = threading.Event()
         old_encode = switch.loaded[0].encoder.encode_text
 
-        def slow_encode(texts):
+        def slow_encode(texts, ids=None):
             if slow.is_set():
                 time.sleep(1.0)
-            return old_encode(texts)
+            return old_encode(texts, ids)
 
         switch.loaded[0].encoder.encode_text = slow_encode
         slow.set()

@@ -181,8 +181,10 @@ def test_a_short_query_of_many_byte_characters_is_counted_in_tokens():
 
     from serving.limits import check_query
 
-    by_bytes = lambda q: len(q.encode("utf-8")) + 2  # noqa: E731  a byte-level tokenizer's worst case
-    assert check_query("red shoe", 1000, by_bytes, 77) == "red shoe"
+    by_bytes = lambda q: [0] * (len(q.encode("utf-8")) + 2)  # noqa: E731  a byte-level tokenizer's worst case
+    assert check_query("red shoe", 1000, by_bytes, 77) == ("red shoe", None)
+    by_words = lambda q: q.split()  # noqa: E731
+    assert check_query("red shoe " * 10, 1000, by_words, 77)[1] == ["red", "shoe"] * 10  # counted: its ids go on
     with pytest.raises(HTTPException) as refused:
         check_query("\U0001F45F" * 60, 1000, by_bytes, 77)
     assert refused.value.status_code == 422 and "242 tokens" in refused.value.detail

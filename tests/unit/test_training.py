@@ -143,10 +143,36 @@ def test_trimmed_text_gives_the_full_context_vectors_and_only_where_it_may():
     full, short = enc.encode_text(texts), trimmed.encode_text(texts)
     assert full.shape == short.shape == (4, 128)
     np.testing.assert_allclose(short, full, atol=1e-5)
+    odd = ['pink tent !"# poles']  # holds a token whose id is 0, the padding's id
+    assert 0 in tok.encode(odd[0])
+    np.testing.assert_allclose(trimmed.encode_text(odd), enc.encode_text(odd), atol=1e-5)
     assert _trimmable(model)
     model.attn_mask = None  # a bidirectional text tower
     assert not _trimmable(model)
     np.testing.assert_array_equal(trimmed.encode_text(texts), enc.encode_text(texts))
+
+
+def test_token_ids_read_once_give_the_tokenizers_tensor_and_vectors():
+    """A query's ids, read to check its length, reach the encoder in place of a second tokenization:
+    the tensor the tokenizer would give (an over-long text cut to end in its end token) and the same
+    vectors; texts without ids are tokenized as before."""
+    from vlclip.encoder import Encoder
+
+    torch.manual_seed(0)
+    model, _, pre, tok = create(ModelParams("vlclip-tiny"))
+    enc = Encoder(model, pre, tok, trim_text=True)
+    texts = ["red mug", "shoe " * 100, "navy cotton shirt"]
+    ids = [enc.text_ids(texts[0]), enc.text_ids(texts[1]), None]
+    assert len(ids[1]) == 102 and ids[0][0] == tok.sot_token_id and ids[0][-1] == tok.eot_token_id
+    torch.testing.assert_close(enc._tokens(texts, ids), tok(texts), rtol=0, atol=0)
+    calls, encode = [], tok.encode
+    tok.encode = lambda text: calls.append(text) or encode(text)
+    try:
+        vectors = enc.encode_text(texts, ids=ids)
+    finally:
+        tok.encode = encode
+    assert calls == ["navy cotton shirt"]
+    np.testing.assert_array_equal(vectors, enc.encode_text(texts))
 
 
 def _forwards_beside_a_busy_thread(forward, seconds: float = 1.0) -> int:
