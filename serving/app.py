@@ -189,6 +189,7 @@ def create_app(load_state: Callable[[], ServiceState], limits: ServeParams | Non
     metrics = Metrics()
 
     def swapped(state: ServiceState) -> None:
+        state.observe = metrics.batch
         metrics.serving(str(state.model_version))
         metrics.ready.set(1)
 

@@ -9,11 +9,14 @@ threads at once.
 With `then`, a batch goes through two workers in turn, a pipeline: the second runs `then(items,
 outputs)` on one batch (the index search) while the first already runs `fn` on the next (the
 forward pass, which releases the GIL), so neither waits for the other under load.
+
+`observe(step, size, seconds)`, where given, hears of every batch each step ran (0: `fn`, 1: `then`).
 """
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -24,8 +27,10 @@ _STOP = object()
 
 class Batcher:
     def __init__(self, fn: Callable[[list], np.ndarray], max_batch: int = 64, name: str = "batcher",
-                 then: Callable[[list, np.ndarray], list] | None = None):
+                 then: Callable[[list, np.ndarray], list] | None = None,
+                 observe: Callable[[int, int, float], None] | None = None):
         self.fn, self.then, self.max_batch = fn, then, max_batch
+        self._observe = observe or (lambda step, size, seconds: None)
         self._queue: queue.Queue = queue.Queue()
         self._handoff: queue.Queue | None = None if then is None else queue.Queue()
         self._threads = [threading.Thread(target=self._run, name=name, daemon=True)]
@@ -68,8 +73,10 @@ class Batcher:
     def _run(self) -> None:
         while (batch := self._take()) is not None:
             items, futures = (list(x) for x in zip(*batch))
+            t0 = time.perf_counter()
             try:
                 out = self.fn(items)
+                self._observe(0, len(items), time.perf_counter() - t0)
             except Exception as exc:  # noqa: BLE001  every waiting request gets the error
                 _fail(futures, exc)
                 continue
@@ -83,8 +90,10 @@ class Batcher:
     def _finish(self) -> None:
         while (job := self._handoff.get()) is not _STOP:
             items, futures, out = job
+            t0 = time.perf_counter()
             try:
                 rows = self.then(items, out)
+                self._observe(1, len(items), time.perf_counter() - t0)
             except Exception as exc:  # noqa: BLE001
                 _fail(futures, exc)
                 continue

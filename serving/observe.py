@@ -7,6 +7,9 @@ Series (each app has its own registry, so two apps in one process never share co
 - vlclip_model_info{model_version}: 1 for the version answering now
 - vlclip_ready: 1 once everything is loaded and warmed
 - vlclip_reloads_total{outcome}: swapped | unchanged | refused
+- vlclip_batch_size{batcher} (histogram): requests per batch; batcher text | image | similar
+- vlclip_batch_step_seconds{batcher, step} (histogram): one batch's encode (forward pass) or search
+  (the index lookup): with the request latency, where a request's time goes under load
 `route` is the route's path template ("/products/{product_id}/similar"), never the raw path.
 """
 from __future__ import annotations
@@ -35,6 +38,10 @@ class Metrics:
         self.model = Gauge("vlclip_model_info", "Model version answering requests", ["model_version"], registry=r)
         self.ready = Gauge("vlclip_ready", "1 when loaded and warmed", registry=r)
         self.reloads = Counter("vlclip_reloads", "Champion reload attempts", ["outcome"], registry=r)
+        self.batch_size = Histogram("vlclip_batch_size", "Requests per batch", ["batcher"],
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.batch_seconds = Histogram("vlclip_batch_step_seconds", "One batch's encode or search step",
+                                       ["batcher", "step"], buckets=BUCKETS, registry=r)
         self._versions: set[str] = set()
 
     def serving(self, version: str) -> None:
@@ -44,6 +51,11 @@ class Metrics:
                 self.model.remove(labels)
         self._versions = {version}
         self.model.labels(model_version=version).set(1)
+
+    def batch(self, batcher: str, step: str, size: int, seconds: float) -> None:
+        if step != "search" or batcher == "similar":  # one size per batch: at its first step
+            self.batch_size.labels(batcher).observe(size)
+        self.batch_seconds.labels(batcher, step).observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -9,6 +9,7 @@ second thread, while the next batch encodes); Edge shard and Qdrant client queri
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,17 +65,29 @@ class ServiceState:
     default_k: int = 10
     max_batch: int = 32
     details: pd.DataFrame | None = None  # serving.provenance.read_provenance; None: not recorded
+    # (batcher, step, batch size, seconds) for every batch: set when the version goes live (the
+    # app's metrics), after the version's own warm-up
+    observe: Callable[[str, str, int, float], None] | None = None
     _feast: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
         # the encoder is looked up per batch, not bound here; a batch's search runs while the next encodes
         self._text = Batcher(lambda items: self.encoder.encode_text([q for (q, _), _, _ in items],
                                                                     ids=[i for (_, i), _, _ in items]), self.max_batch,
-                             f"search-text-{self.model_version}", then=self._search)
+                             f"search-text-{self.model_version}", then=self._search,
+                             observe=self._heard("text", "encode", "search"))
         self._images = Batcher(lambda items: self.encoder.encode_images([q for q, _, _ in items]), self.max_batch,
-                               f"search-image-{self.model_version}", then=self._search)
+                               f"search-image-{self.model_version}", then=self._search,
+                               observe=self._heard("image", "encode", "search"))
         self._similar = Batcher(lambda items: self._search(items, np.stack([v for v, _, _ in items]), "fused"),
-                                self.max_batch, f"similar-{self.model_version}")
+                                self.max_batch, f"similar-{self.model_version}",
+                                observe=self._heard("similar", "search"))
+
+    def _heard(self, batcher: str, *steps: str) -> Callable[[int, int, float], None]:
+        def heard(step: int, size: int, seconds: float) -> None:
+            if self.observe is not None:
+                self.observe(batcher, steps[step], size, seconds)
+        return heard
 
     def search_text(self, query: str, product_type: str | None, k: int, ids: list | None = None) -> Future:
         """A future of the products whose image is nearest the query text; concurrent queries run as
