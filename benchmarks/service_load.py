@@ -200,7 +200,7 @@ def batches(before: dict, after: dict) -> dict:
         if not n:
             continue
         out[batcher] = {"batches": int(n), "mean_size": round(delta("vlclip_batch_size_sum", batcher=batcher) / n, 1)}
-        for step in ("encode", "search"):
+        for step in ("encode", "read", "search"):
             if delta("vlclip_batch_step_seconds_count", batcher=batcher, step=step):
                 seconds = delta("vlclip_batch_step_seconds_sum", batcher=batcher, step=step)
                 out[batcher][f"{step}_ms"] = round(1000 * seconds / n, 1)

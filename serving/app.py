@@ -128,13 +128,12 @@ async def similar(product_id: str, st: State, k: Annotated[int | None, Query(ge=
     _product(st, product_id)
     if st.features is None:
         raise HTTPException(503, "no Feast online store configured for this service")
-    vector = await run_in_threadpool(st.fused_vector, product_id)  # an online-store read: off the event loop
-    if vector is None:
-        raise HTTPException(404, f"product {short(product_id)} has no fused_embedding in the online store; "
-                                 "run the materialize stage")
     product_type = str(st.products.at[product_id, "product_type"])
     k = k or st.default_k
-    hits = await asyncio.wrap_future(st.similar_to(vector, product_type, k + 1))  # +1: the product finds itself
+    hits = await asyncio.wrap_future(st.similar(product_id, product_type, k + 1))  # +1: the product finds itself
+    if hits is None:
+        raise HTTPException(404, f"product {short(product_id)} has no fused_embedding in the online store; "
+                                 "run the materialize stage")
     out = _results(st, [h for h in hits if h["product_id"] != product_id][:k])
     return {"product_id": product_id, "product_type": product_type, **out}
 

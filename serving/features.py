@@ -46,13 +46,16 @@ class ProductFeatures:
     def embedding(self, product_id: str, name: str = "fused_embedding") -> np.ndarray | None:
         """The product's embedding from the online store, or None when it has none (unknown id,
         not materialized, or expired by the view's TTL)."""
+        return self.embeddings([product_id], name)[0]
+
+    def embeddings(self, product_ids: list[str], name: str = "fused_embedding") -> list[np.ndarray | None]:
+        """`embedding` for many products in one online read, in request order."""
         if name not in EMBEDDING_FEATURES:
             raise ValueError(f"unknown embedding {name!r}; known: {list(EMBEDDING_FEATURES)}")
         values = self.store.get_online_features(features=[f"{EMBEDDINGS_VIEW}:{name}"],
-                                                entity_rows=[{"product_id": str(product_id)}]).to_dict()[name]
-        if not values or values[0] is None:
-            return None
-        return np.asarray(values[0], dtype=np.float32)
+                                                entity_rows={"product_id": [str(p) for p in product_ids]}
+                                                ).to_dict()[name]
+        return [None if v is None else np.asarray(v, dtype=np.float32) for v in values]
 
     def lookup(self, product_ids: list[str], features: list[str] | None = None) -> pd.DataFrame:
         """One row per requested id, in request order, with a product_id column; unknown ids get

@@ -8,8 +8,8 @@ Series (each app has its own registry, so two apps in one process never share co
 - vlclip_ready: 1 once everything is loaded and warmed
 - vlclip_reloads_total{outcome}: swapped | unchanged | refused
 - vlclip_batch_size{batcher} (histogram): requests per batch; batcher text | image | similar
-- vlclip_batch_step_seconds{batcher, step} (histogram): one batch's encode (forward pass) or search
-  (the index lookup): with the request latency, where a request's time goes under load
+- vlclip_batch_step_seconds{batcher, step} (histogram): one batch's encode (forward pass), read
+  (similar: the online store) or search (the index lookup): where a request's time goes under load
 `route` is the route's path template ("/products/{product_id}/similar"), never the raw path.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Metrics:
         self.model.labels(model_version=version).set(1)
 
     def batch(self, batcher: str, step: str, size: int, seconds: float) -> None:
-        if step != "search" or batcher == "similar":  # one size per batch: at its first step
+        if step != "search":  # one size per batch: at its first step (encode, or the online read)
             self.batch_size.labels(batcher).observe(size)
         self.batch_seconds.labels(batcher, step).observe(seconds)
 

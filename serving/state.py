@@ -4,7 +4,8 @@ together (`build_state`) and swapped whole on reload (serving.live).
 Text and image searches go through batchers (serving.batching), so the encoder runs only on their
 worker threads, once per batch of concurrent queries, and each shard gets one batched query (on a
 second thread, while the next batch encodes); Edge shard and Qdrant client queries are thread-safe
-(tested); Feast's SQLite online store shares one connection, so Feast reads are serialized by a lock.
+(tested); Feast's SQLite online store shares one connection, so Feast reads are serialized by a lock,
+and /similar reads the fused vectors of all its queued requests in one online read.
 """
 from __future__ import annotations
 
@@ -79,9 +80,8 @@ class ServiceState:
         self._images = Batcher(lambda items: self.encoder.encode_images([q for q, _, _ in items]), self.max_batch,
                                f"search-image-{self.model_version}", then=self._search,
                                observe=self._heard("image", "encode", "search"))
-        self._similar = Batcher(lambda items: self._search(items, np.stack([v for v, _, _ in items]), "fused"),
-                                self.max_batch, f"similar-{self.model_version}",
-                                observe=self._heard("similar", "search"))
+        self._similar = Batcher(self._fused_vectors, self.max_batch, f"similar-{self.model_version}",
+                                then=self._search_fused, observe=self._heard("similar", "read", "search"))
 
     def _heard(self, batcher: str, *steps: str) -> Callable[[int, int, float], None]:
         def heard(step: int, size: int, seconds: float) -> None:
@@ -97,9 +97,11 @@ class ServiceState:
     def search_image(self, image, product_type: str | None, k: int) -> Future:
         return self._images.submit((image, product_type, k))
 
-    def similar_to(self, fused: np.ndarray, product_type: str | None, k: int) -> Future:
-        """A future of the products whose fused vector is nearest `fused` (concurrent ones batched)."""
-        return self._similar.submit((np.asarray(fused, dtype=np.float32), product_type, k))
+    def similar(self, product_id: str, product_type: str | None, k: int) -> Future:
+        """A future of the products whose fused vector is nearest this product's, read from the online
+        store, or of None when the store holds no fused vector for it. Concurrent requests share one
+        online read and one batched search."""
+        return self._similar.submit((product_id, product_type, k))
 
     def _search(self, items: list[tuple], vectors: np.ndarray, using: str = "image") -> list[list[dict]]:
         """(query, product type, k) per request and the queries' vectors -> hits; both towers land on
@@ -107,9 +109,17 @@ class ServiceState:
         _, types, ks = zip(*items)
         return self.searcher.search_many(vectors, list(types), list(ks), using=using)
 
-    def fused_vector(self, product_id: str) -> np.ndarray | None:
+    def _fused_vectors(self, items: list[tuple]) -> list[np.ndarray | None]:
         with self._feast:
-            return self.features.embedding(product_id, "fused_embedding")
+            return self.features.embeddings([pid for pid, _, _ in items], "fused_embedding")
+
+    def _search_fused(self, items: list[tuple], vectors: list[np.ndarray | None]) -> list[list[dict] | None]:
+        found = [i for i, v in enumerate(vectors) if v is not None]
+        hits = self._search([items[i] for i in found], np.stack([vectors[i] for i in found]), "fused") if found else []
+        out: list[list[dict] | None] = [None] * len(items)
+        for i, h in zip(found, hits):
+            out[i] = h
+        return out
 
     def close(self) -> None:
         self._text.close()
@@ -125,9 +135,7 @@ def warm(state: ServiceState) -> None:
     state.search_text("warm up", None, 1).result(60)
     state.search_image(Image.new("RGB", (32, 32), "gray"), None, 1).result(60)
     if state.features is not None and len(state.products):
-        fused = state.fused_vector(str(state.products.index[0]))
-        if fused is not None:
-            state.similar_to(fused, str(state.products["product_type"].iloc[0]), 1).result(60)
+        state.similar(str(state.products.index[0]), str(state.products["product_type"].iloc[0]), 1).result(60)
 
 
 def read_products(path: Path, root: Path) -> tuple[pd.DataFrame, str]:

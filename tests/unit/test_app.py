@@ -3,6 +3,8 @@ fake encoder of service_world (colour words land on images of that colour)."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +138,35 @@ def test_similar_reads_feast_and_excludes_self(client):
     assert client.get("/products/nope/similar").status_code == 404
     missing = client.get(f"/products/{UNMATERIALIZED}/similar")  # indexed, but Feast has no row for it
     assert missing.status_code == 404 and "online store" in missing.json()["detail"]
+
+
+def test_concurrent_similar_requests_share_one_online_read(client):
+    """/similar requests that queue while an online read runs are read together in the next one: one
+    Feast call for all of them, each request still with its own answer (None: no vector stored)."""
+    with client.app.state.live.use() as st:
+        real, calls, gate = st.features.embeddings, [], threading.Event()
+
+        def gated(ids, name):
+            calls.append(list(ids))
+            gate.wait(30)
+            return real(ids, name)
+
+        st.features.embeddings = gated
+        try:
+            first = st.similar("dress-red-0", "dress", 3)
+            deadline = time.monotonic() + 30
+            while not calls and time.monotonic() < deadline:
+                time.sleep(0.01)
+            asked = [("dress-blue-0", "dress"), (UNMATERIALIZED, "table lamp"), ("table lamp-green-1", "table lamp")]
+            rest = [st.similar(pid, t, 3) for pid, t in asked]
+            gate.set()
+            results = [f.result(30) for f in (first, *rest)]
+        finally:
+            del st.features.embeddings  # the class's method again
+    assert calls == [["dress-red-0"], [pid for pid, _ in asked]]
+    assert results[0][0]["product_id"] == "dress-red-0" and results[1][0]["product_id"] == "dress-blue-0"
+    assert results[2] is None
+    assert {h["product_type"] for h in results[3]} == {"table lamp"}
 
 
 def test_images_and_page(client, world):
