@@ -40,7 +40,7 @@ class Metrics:
         self.reloads = Counter("vlclip_reloads", "Champion reload attempts", ["outcome"], registry=r)
         self.batch_size = Histogram("vlclip_batch_size", "Requests per batch", ["batcher"],
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
-        self.batch_seconds = Histogram("vlclip_batch_step_seconds", "One batch's encode or search step",
+        self.batch_seconds = Histogram("vlclip_batch_step_seconds", "One batch's encode, read or search step",
                                        ["batcher", "step"], buckets=BUCKETS, registry=r)
         self._versions: set[str] = set()
 
@@ -52,8 +52,9 @@ class Metrics:
         self._versions = {version}
         self.model.labels(model_version=version).set(1)
 
-    def batch(self, batcher: str, step: str, size: int, seconds: float) -> None:
-        if step != "search":  # one size per batch: at its first step (encode, or the online read)
+    def batch(self, batcher: str, step: str, size: int | None, seconds: float) -> None:
+        """One batch step (ServiceState.observe); `size` comes with a batch's first step only."""
+        if size is not None:
             self.batch_size.labels(batcher).observe(size)
         self.batch_seconds.labels(batcher, step).observe(seconds)
 

@@ -66,9 +66,9 @@ class ServiceState:
     default_k: int = 10
     max_batch: int = 32
     details: pd.DataFrame | None = None  # serving.provenance.read_provenance; None: not recorded
-    # (batcher, step, batch size, seconds) for every batch: set when the version goes live (the
-    # app's metrics), after the version's own warm-up
-    observe: Callable[[str, str, int, float], None] | None = None
+    # (batcher, step, batch size or None after the first step, seconds) for every batch step: set when
+    # the version goes live (the app's metrics), after the version's own warm-up
+    observe: Callable[[str, str, int | None, float], None] | None = None
     _feast: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
@@ -85,8 +85,8 @@ class ServiceState:
 
     def _heard(self, batcher: str, *steps: str) -> Callable[[int, int, float], None]:
         def heard(step: int, size: int, seconds: float) -> None:
-            if self.observe is not None:
-                self.observe(batcher, steps[step], size, seconds)
+            if self.observe is not None:  # a batch's size once, with its first step
+                self.observe(batcher, steps[step], size if step == 0 else None, seconds)
         return heard
 
     def search_text(self, query: str, product_type: str | None, k: int, ids: list | None = None) -> Future:
