@@ -181,11 +181,10 @@ async def idle_requests(url: str, raws: list[bytes], pause_s: float = 0.5) -> li
 
 def scrape(url: str) -> dict:
     """The service's batch series from /metrics: (name, labels) -> value."""
-    from prometheus_client.parser import text_string_to_metric_families
+    from serving.observe import samples
 
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text)
-            for s in f.samples if s.name.startswith("vlclip_batch")}
+    return {k: v for k, v in samples(httpx.get(f"{url}/metrics", timeout=30).text).items()
+            if k[0].startswith("vlclip_batch")}
 
 
 def batches(before: dict, after: dict) -> dict:

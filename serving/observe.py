@@ -62,6 +62,14 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+def samples(exposition: str) -> dict[tuple[str, tuple], float]:
+    """Prometheus text (`Metrics.exposition`, GET /metrics) -> {(sample name, sorted label pairs): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(exposition) for s in family.samples}
+
+
 def _route(scope) -> str:
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"

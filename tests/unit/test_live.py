@@ -14,6 +14,7 @@ from service_world import INDEX, FakeEncoder, loader, make_world, wait_ready
 from serving.app import ServeParams, create_app
 from serving.backends import open_searcher
 from serving.batching import Batcher
+from serving.observe import samples
 
 NO_POLL = ServeParams(reload_poll_s=0)
 
@@ -137,12 +138,12 @@ def test_metrics_and_access_log(worlds, caplog):
     switch = Switch(worlds)
     with TestClient(create_app(switch.load, NO_POLL, switch.probe)) as c:
         wait_ready(c)
-        before = _samples(c.get("/metrics").text)
+        before = samples(c.get("/metrics").text)
         with caplog.at_level("INFO", logger="vlclip.access"):
             c.post("/search", json={"query": "red"})
             c.get("/products/nope/similar")
         text = c.get("/metrics").text
-    after = _samples(text)
+    after = samples(text)
     for name, labels in [("vlclip_batch_size_count", (("batcher", "text"),)),
                          ("vlclip_batch_step_seconds_count", (("batcher", "text"), ("step", "encode"))),
                          ("vlclip_batch_step_seconds_count", (("batcher", "text"), ("step", "search")))]:
@@ -156,13 +157,6 @@ def test_metrics_and_access_log(worlds, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "vlclip.access"]
     assert any('"route": "/search"' in m and '"status": 200' in m and '"model_version": "7"' in m and '"ms": ' in m
                for m in lines)
-
-
-def _samples(exposition: str) -> dict:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(exposition) for s in family.samples}
 
 
 def test_edge_shards_answer_concurrent_queries_as_serial_ones(worlds):
