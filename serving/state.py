@@ -36,7 +36,7 @@ class ServeParams:
     max_upload_bytes: int = 10_000_000    # a multipart image upload
     max_query_chars: int = 1_000
     max_upload_pixels: int = 25_000_000   # decoded width x height, read from the header before decoding
-    max_batch: int = 32                   # concurrent queries the encoder runs as one batch
+    max_batch: int = 16                   # concurrent queries the encoder runs as one batch
     torch_threads: int = 1                # threads per forward pass (the text and image batchers each run one)
     search_process: bool = True           # edge backend: the shards are held and searched by a child process
     reload_poll_s: float = 30.0           # follow the champion alias every this many seconds (0: only on demand)
@@ -64,7 +64,7 @@ class ServiceState:
     products: pd.DataFrame            # index product_id; columns product_type, title, image_path
     model_version: str
     default_k: int = 10
-    max_batch: int = 32
+    max_batch: int = 16
     details: pd.DataFrame | None = None  # serving.provenance.read_provenance; None: not recorded
     # (batcher, step, batch size or None after the first step, seconds) for every batch step: set when
     # the version goes live (the app's metrics), after the version's own warm-up
