@@ -85,6 +85,9 @@ class Encoder:
         return self._graphs[name] or module
 
     def _run(self, tower, x: torch.Tensor) -> torch.Tensor:
+        if self.amp is None and self.device == "cpu":  # no op call that only hands the GIL around
+            y = tower(x, normalize=True)
+            return y if y.dtype == torch.float32 else y.float()
         if self.amp is None:
             return tower(x.to(self.device), normalize=True).float().cpu()
         with torch.autocast("cuda", dtype=self.amp):
@@ -119,18 +122,29 @@ class Encoder:
         few-word query then costs a third of the work. The service trims; the stages keep the full
         context, so their outputs and figures stay bit for bit what they were."""
         short = self.trim_text and _trimmable(self.model)
-        tower = functools.partial(_short_text, self.model, graph=self._graph) if short else self.model.encode_text
         out = []
         for i in range(0, len(texts), batch_size):
-            out.append(self._run(tower, self._tokens(texts[i:i + batch_size], ids and ids[i:i + batch_size])))
+            tokens = self._tokens(texts[i:i + batch_size], ids and ids[i:i + batch_size])
+            if short:  # through the batch's last end-of-text token (a real token may be id 0)
+                tokens = np.ascontiguousarray(tokens[:, :int(tokens.argmax(axis=1).max()) + 1])
+            tokens = torch.from_numpy(tokens)
+            out.append(self._run(self._text_tower(tokens) if short else self.model.encode_text, tokens))
         return _cat(out)
 
-    def _tokens(self, texts: list[str], ids: list | None) -> torch.Tensor:
-        """The tokenizer's (n, context) tensor; rows whose ids are given are packed from them, as
-        open_clip's SimpleTokenizer packs them (a plain one: a HF tokenizer pads its own way)."""
+    def _text_tower(self, example: torch.Tensor):
+        """The whole text tower on trimmed tokens (`_TextTower`), as one graph when `traced`: a batch
+        then hands the GIL over once, where op by op it would wait for it after every op."""
+        if "_tower" not in self.__dict__:
+            self._tower = _TextTower(self.model).eval()
+        graph = self._graph("text", self._tower, example)
+        return lambda x, normalize=True: graph(x)
+
+    def _tokens(self, texts: list[str], ids: list | None) -> np.ndarray:
+        """The tokenizer's (n, context) ids as an int64 array; rows whose ids are given are packed from
+        them, as open_clip's SimpleTokenizer packs them (a plain one: a HF tokenizer pads its own way)."""
         plain = getattr(self.tokenizer, "reduction_fn", False) is None and hasattr(self.tokenizer, "eot_token_id")
         if not ids or not plain or all(x is None for x in ids):
-            return self.tokenizer(list(texts))
+            return self.tokenizer(list(texts)).numpy()
         rows = [x if x is not None else self.text_ids(t) for t, x in zip(texts, ids)]
         return _pack(rows, self.context_length, self.tokenizer.eot_token_id)
 
@@ -164,35 +178,40 @@ def _trimmable(model) -> bool:
             and getattr(model, "attn_mask", None) is not None and getattr(model, "text_pool_type", "") == "argmax")
 
 
-def _short_text(model, text: torch.Tensor, normalize: bool = False, graph=lambda name, module, *ex: module
-                ) -> torch.Tensor:
-    """open_clip's CLIP.encode_text on the tokens up to the batch's longest text (see `_trimmable`);
-    `graph(name, module, *example)` may stand a traced graph in for the transformer."""
-    n = int(text.argmax(dim=-1).max()) + 1  # through the last end-of-text token (a real token may be id 0)
-    text = text[:, :n]
-    cast = model.transformer.get_cast_dtype()
-    x = model.token_embedding(text).to(cast) + model.positional_embedding[:n].to(cast)
-    mask = model.attn_mask[:n, :n]
-    x = model.ln_final(graph("text", model.transformer, x, mask)(x, mask))
-    x = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]
-    proj = model.text_projection
-    x = proj(x) if isinstance(proj, torch.nn.Linear) else x if proj is None else x @ proj
-    return torch.nn.functional.normalize(x, dim=-1) if normalize else x
+class _TextTower(torch.nn.Module):
+    """open_clip's CLIP.encode_text(normalize=True) on tokens cut after the batch's longest text (see
+    `_trimmable`): the positions and causal mask are those of the tokens' own width."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        m, n = self.model, text.shape[1]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(text).to(cast) + m.positional_embedding[:n].to(cast)
+        x = m.ln_final(m.transformer(x, m.attn_mask[:n, :n]))
+        x = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]
+        proj = m.text_projection
+        x = proj(x) if isinstance(proj, torch.nn.Linear) else x if proj is None else x @ proj
+        return torch.nn.functional.normalize(x, dim=-1)
 
 
-def _pack(rows: list[list[int]], context_length: int, eot: int) -> torch.Tensor:
-    """Token ids -> a zero-padded (n, context_length) tensor; a longer row is cut and ends in `eot`."""
-    out = torch.zeros(len(rows), context_length, dtype=torch.long)
+def _pack(rows: list[list[int]], context_length: int, eot: int) -> np.ndarray:
+    """Token ids -> a zero-padded (n, context_length) int64 array; a longer row is cut and ends in `eot`
+    (numpy: filling a tensor row by row would hand the GIL around at every row)."""
+    out = np.zeros((len(rows), context_length), dtype=np.int64)
     for i, row in enumerate(rows):
         row = row if len(row) <= context_length else [*row[:context_length - 1], eot]
-        out[i, :len(row)] = torch.tensor(row)
+        out[i, :len(row)] = row
     return out
 
 
 def _cat(chunks: list[torch.Tensor]) -> np.ndarray:
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(chunks).numpy().astype(np.float32)
+    out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+    return np.asarray(out.numpy(), dtype=np.float32)
 
 
 def save_checkpoint(model, params: ModelParams, directory: str | Path) -> Path:

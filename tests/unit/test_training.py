@@ -164,7 +164,7 @@ def test_token_ids_read_once_give_the_tokenizers_tensor_and_vectors():
     texts = ["red mug", "shoe " * 100, "navy cotton shirt"]
     ids = [enc.text_ids(texts[0]), enc.text_ids(texts[1]), None]
     assert len(ids[1]) == 102 and ids[0][0] == tok.sot_token_id and ids[0][-1] == tok.eot_token_id
-    torch.testing.assert_close(enc._tokens(texts, ids), tok(texts), rtol=0, atol=0)
+    np.testing.assert_array_equal(enc._tokens(texts, ids), tok(texts).numpy())
     calls, encode = [], tok.encode
     tok.encode = lambda text: calls.append(text) or encode(text)
     try:
@@ -215,8 +215,8 @@ def test_traced_towers_give_the_eager_vectors_without_holding_the_gil():
     for batch in (images[:2], images):
         np.testing.assert_allclose(traced.encode_images(batch), eager.encode_images(batch), atol=1e-6)
     assert set(traced._graphs) == {"text", "image"} and all(g is not None for g in traced._graphs.values())
-    x, mask = torch.randn(32, 20, model.transformer.width), model.attn_mask[:20, :20]
-    with torch.no_grad():
-        slow = _forwards_beside_a_busy_thread(lambda: model.transformer(x, mask))
-        fast = _forwards_beside_a_busy_thread(lambda: traced._graphs["text"](x, mask))
-    assert fast > 2 * slow, (fast, slow)
+    texts = ["navy cotton shirt with white buttons", "red dress", "lamp"] * 4  # the service's path: ids read
+    ids = [traced.text_ids(t) for t in texts]
+    slow = _forwards_beside_a_busy_thread(lambda: eager.encode_text(texts, ids=ids))
+    fast = _forwards_beside_a_busy_thread(lambda: traced.encode_text(texts, ids=ids))
+    assert fast > 3 * slow, (fast, slow)
