@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from serving.limits import BodyLimit, check_query, decode_upload, install_error_handlers, short
-from serving.live import Live, NotReady
+from serving.live import Borrow, Live
 from serving.observe import WARMUP_HEADER, Metrics, Observe
 from serving.provenance import describe
 from serving.state import ServeParams, ServicePaths, ServiceState, build_state, champion, read_products, warm
@@ -44,13 +44,11 @@ class SearchBody(BaseModel):
 router = APIRouter()
 
 
-async def get_state(request: Request):
-    try:
-        with request.app.state.live.use() as st:
-            request.state.model_version = st.model_version
-            yield st
-    except NotReady as exc:
-        raise HTTPException(503, f"not ready ({exc})") from None
+async def get_state(request: Request) -> ServiceState:
+    st = request.scope["state"].get("vlclip.state")
+    if st is None:
+        raise HTTPException(503, f"not ready ({request.scope['state'].get('vlclip.not_ready', 'loading')})")
+    return st
 
 
 State = Annotated[ServiceState, Depends(get_state)]
@@ -69,9 +67,11 @@ def _product(st: ServiceState, product_id: str) -> str:
     return product_id
 
 
-def _results(st: ServiceState, hits: list[dict]) -> dict:
-    return {"results": [{key: h[key] for key in ("product_id", "score", "product_type", "title")} for h in hits],
-            "model_version": st.model_version}
+def _results(st: ServiceState, hits: list[dict], **head) -> JSONResponse:
+    """The hits as the response (built here: the framework's generic serialization of a returned dict
+    costs more than the search's own Python under load)."""
+    return JSONResponse({**head, "results": [{key: h[key] for key in ("product_id", "score", "product_type", "title")}
+                                             for h in hits], "model_version": st.model_version})
 
 
 @router.api_route("/healthz", methods=["GET", "HEAD"])
@@ -106,7 +106,7 @@ def reload(request: Request) -> dict:
 
 
 @router.post("/search")
-async def search(body: SearchBody, st: State, request: Request) -> dict:
+async def search(body: SearchBody, st: State, request: Request) -> JSONResponse:
     limits: ServeParams = request.app.state.limits
     query, ids = check_query(body.query, limits.max_query_chars, st.encoder.text_ids, st.encoder.context_length)
     product_type = _check_type(st, body.product_type)
@@ -116,7 +116,7 @@ async def search(body: SearchBody, st: State, request: Request) -> dict:
 @router.post("/search/image")
 async def search_image(st: State, request: Request, file: Annotated[UploadFile, File()],
                        product_type: Annotated[str | None, Form()] = None,
-                       k: Annotated[int | None, Form(ge=1, le=MAX_K)] = None) -> dict:
+                       k: Annotated[int | None, Form(ge=1, le=MAX_K)] = None) -> JSONResponse:
     product_type = _check_type(st, product_type)
     data = await file.read()  # decoding is CPU work: off the event loop
     image = await run_in_threadpool(decode_upload, data, request.app.state.limits.max_upload_pixels)
@@ -124,7 +124,8 @@ async def search_image(st: State, request: Request, file: Annotated[UploadFile, 
 
 
 @router.get("/products/{product_id}/similar")
-async def similar(product_id: str, st: State, k: Annotated[int | None, Query(ge=1, le=MAX_K)] = None) -> dict:
+async def similar(product_id: str, st: State, k: Annotated[int | None, Query(ge=1, le=MAX_K)] = None
+                  ) -> JSONResponse:
     _product(st, product_id)
     if st.features is None:
         raise HTTPException(503, "no Feast online store configured for this service")
@@ -134,8 +135,8 @@ async def similar(product_id: str, st: State, k: Annotated[int | None, Query(ge=
     if hits is None:
         raise HTTPException(404, f"product {short(product_id)} has no fused_embedding in the online store; "
                                  "run the materialize stage")
-    out = _results(st, [h for h in hits if h["product_id"] != product_id][:k])
-    return {"product_id": product_id, "product_type": product_type, **out}
+    return _results(st, [h for h in hits if h["product_id"] != product_id][:k], product_id=product_id,
+                    product_type=product_type)
 
 
 def _recorded(st: ServiceState, product_id: str) -> bool:
@@ -207,6 +208,7 @@ def create_app(load_state: Callable[[], ServiceState], limits: ServeParams | Non
     app.state.limits, app.state.metrics = limits, metrics
     install_error_handlers(app)
     app.include_router(router)
+    app.add_middleware(Borrow)
     app.add_middleware(BodyLimit, max_bytes=limits.max_json_bytes, max_upload_bytes=limits.max_upload_bytes)
     app.add_middleware(Observe, metrics=metrics)
     return app

@@ -4,6 +4,7 @@
   only when encoder, index and Feast are loaded and one query of each kind has run.
 - `use()` lends the current state to one request; a reload swaps in the new state atomically, and
   the old one is closed only when the last request that borrowed it has finished.
+- `Borrow` (ASGI middleware) makes every HTTP request borrow the state for as long as it runs.
 - `reload()` loads the champion's version; when it is the one serving, nothing changes; when its
   parts disagree (the alias moved but embed/index have not published yet) or loading fails, the
   old state keeps serving and the reason is kept for /readyz.
@@ -155,3 +156,29 @@ class Live:
             state, self._state = self._state, None
             if state is not None:
                 self._retire(state)
+
+
+class Borrow:
+    """ASGI middleware: every HTTP request borrows the state serving now (`Live.use`) for as long as it
+    runs, its response included, so a reload never closes a version a request still answers from;
+    routes take it through `get_state` (a plain lookup, no per-request context of the framework)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        live = getattr(scope.get("app") and scope["app"].state, "live", None)
+        if scope["type"] != "http" or live is None:
+            return await self.app(scope, receive, send)
+        state = scope.setdefault("state", {})
+        try:
+            borrowed = live.use()
+            st = borrowed.__enter__()
+        except NotReady as exc:
+            state["vlclip.not_ready"] = str(exc)
+            return await self.app(scope, receive, send)
+        state["vlclip.state"], state["model_version"] = st, st.model_version
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            borrowed.__exit__(None, None, None)

@@ -238,13 +238,17 @@ class EdgeSearcher(Searcher):
             raise RuntimeError(f"the shard of type {product_type!r} was not opened")
         return self._shards[product_type]
 
-    def _ids(self, product_type, vectors, ks, using, exact):
-        from qdrant_edge import Query, QueryBatchRequest, QueryRequest, SearchParams
+    def _requests(self, vectors, ks, using, exact):
+        from qdrant_edge import Query, QueryRequest, SearchParams
 
         params = SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)
-        res = self._shard(product_type).query_batch(QueryBatchRequest([
-            QueryRequest(limit=k, query=Query.Nearest(v, using=using), with_payload=False, params=params)
-            for v, k in zip(vectors.tolist(), ks)]))
+        return [QueryRequest(limit=k, query=Query.Nearest(v, using=using), with_payload=False, params=params)
+                for v, k in zip(vectors.tolist(), ks)]
+
+    def _ids(self, product_type, requests):
+        from qdrant_edge import QueryBatchRequest
+
+        res = self._shard(product_type).query_batch(QueryBatchRequest(requests))
         return [[(p, p.score) for p in points] for points in res]
 
     def _point_id(self, ref):

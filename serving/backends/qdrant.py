@@ -197,13 +197,15 @@ class QdrantSearcher(Searcher):
             raise RuntimeError(f"aliased collections disagree: model versions {versions}, dims {dims}")
         super().__init__(list(self._collections), versions.pop(), dims.pop(), hnsw_ef)
 
-    def _ids(self, product_type, vectors, ks, using, exact):
+    def _requests(self, vectors, ks, using, exact):
         from qdrant_client import models
 
         params = models.SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)
-        res = self.client.query_batch_points(self._collections[product_type], requests=[
-            models.QueryRequest(query=v, using=using, limit=k, with_payload=False, params=params)
-            for v, k in zip(vectors.tolist(), ks)])
+        return [models.QueryRequest(query=v, using=using, limit=k, with_payload=False, params=params)
+                for v, k in zip(vectors.tolist(), ks)]
+
+    def _ids(self, product_type, requests):
+        res = self.client.query_batch_points(self._collections[product_type], requests=requests)
         return [[(p.id, p.score) for p in r.points] for r in res]
 
     def _payloads(self, product_type, point_ids):

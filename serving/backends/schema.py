@@ -91,11 +91,12 @@ class Searcher:
         unknown = sorted({t for t in product_types if t is not None and t not in self._types})
         if unknown:
             raise ValueError(f"unknown product_type {unknown[0]!r}; known types: {self._types}")
+        requests = self._requests(vecs, [int(k) for k in ks], using, exact)  # once, whatever shards they ask
         found: list[list[tuple[float, str, object]]] = [[] for _ in product_types]  # (score, type, point ref)
         for t in self._types:
             asking = [i for i, want in enumerate(product_types) if want in (None, t)]
             if asking:
-                for i, pairs in zip(asking, self._ids(t, vecs[asking], [int(ks[i]) for i in asking], using, exact)):
+                for i, pairs in zip(asking, self._ids(t, [requests[i] for i in asking])):
                     found[i] += [(score, t, ref) for ref, score in pairs]
         top = [[(score, t, self._point_id(ref)) for score, t, ref in sorted(f, key=lambda x: -x[0])[:int(k)]]
                for f, k in zip(found, ks)]
@@ -105,9 +106,13 @@ class Searcher:
         payloads = {(t, pid): p for t, pids in wanted.items() for pid, p in self._payloads(t, list(pids)).items()}
         return [[as_hit(payloads[(t, pid)], score) for score, t, pid in hits] for hits in top]
 
-    def _ids(self, product_type: str, vectors: np.ndarray, ks: list[int], using: str,
-             exact: bool) -> list[list[tuple[object, float]]]:
-        """-> per vector, its nearest (point reference, score) pairs in this type's shard, no payload;
+    def _requests(self, vectors: np.ndarray, ks: list[int], using: str, exact: bool) -> list:
+        """One backend query per vector (nearest k by `using`, ids and scores only), built once per
+        batch: an untyped query asks every type's shard with the same request."""
+        raise NotImplementedError
+
+    def _ids(self, product_type: str, requests: list) -> list[list[tuple[object, float]]]:
+        """-> per request, its nearest (point reference, score) pairs in this type's shard, no payload;
         `_point_id` turns a reference into its point id."""
         raise NotImplementedError
 
