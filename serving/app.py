@@ -8,6 +8,7 @@ index, Feast, the embeddings table); tests pass their own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
 import signal
@@ -22,9 +23,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from serving.fastpath import FastSearch
 from serving.limits import BodyLimit, check_query, decode_upload, install_error_handlers, short
 from serving.live import Borrow, Live
-from serving.observe import WARMUP_HEADER, Metrics, Observe
+from serving.observe import WARMUP_HEADER, Metrics, Observe, start_logging
 from serving.provenance import describe
 from serving.state import ServeParams, ServicePaths, ServiceState, build_state, champion, read_products, warm
 
@@ -107,10 +109,15 @@ def reload(request: Request) -> dict:
 
 @router.post("/search")
 async def search(body: SearchBody, st: State, request: Request) -> JSONResponse:
-    limits: ServeParams = request.app.state.limits
-    query, ids = check_query(body.query, limits.max_query_chars, st.encoder.text_ids, st.encoder.context_length)
-    product_type = _check_type(st, body.product_type)
-    return _results(st, await asyncio.wrap_future(st.search_text(query, product_type, body.k or st.default_k, ids)))
+    return await answer_search(request.app.state.limits, st, body.query, body.product_type, body.k)
+
+
+async def answer_search(limits: ServeParams, st: ServiceState, query: str, product_type: str | None,
+                        k: int | None) -> JSONResponse:
+    """/search once its body is read (the route, and serving.fastpath for well-formed bodies)."""
+    query, ids = check_query(query, limits.max_query_chars, st.encoder.text_ids, st.encoder.context_length)
+    product_type = _check_type(st, product_type)
+    return _results(st, await asyncio.wrap_future(st.search_text(query, product_type, k or st.default_k, ids)))
 
 
 @router.post("/search/image")
@@ -181,10 +188,11 @@ def page(st: State) -> str:
 
 
 def create_app(load_state: Callable[[], ServiceState], limits: ServeParams | None = None,
-               probe: Callable[[], str] | None = None, on_fail: Callable[[str], None] = lambda reason: None
-               ) -> FastAPI:
+               probe: Callable[[], str] | None = None, on_fail: Callable[[str], None] = lambda reason: None,
+               fast_search: bool = True) -> FastAPI:
     """`load_state` builds one version's state; `probe` (optional) names the champion's version now,
-    cheaply, so polling and reloads skip loading when nothing moved."""
+    cheaply, so polling and reloads skip loading when nothing moved; `fast_search`: well-formed
+    /search bodies skip the framework's request machinery (serving.fastpath)."""
     limits = limits or ServeParams()
     metrics = Metrics()
 
@@ -208,6 +216,9 @@ def create_app(load_state: Callable[[], ServiceState], limits: ServeParams | Non
     app.state.limits, app.state.metrics = limits, metrics
     install_error_handlers(app)
     app.include_router(router)
+    if fast_search:
+        route = next(r for r in router.routes if getattr(r, "path", None) == "/search")
+        app.add_middleware(FastSearch, answer=functools.partial(answer_search, limits), route=route, max_k=MAX_K)
     app.add_middleware(Borrow)
     app.add_middleware(BodyLimit, max_bytes=limits.max_json_bytes, max_upload_bytes=limits.max_upload_bytes)
     app.add_middleware(Observe, metrics=metrics)
@@ -246,23 +257,6 @@ def _on_sighup(live: Live) -> None:
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=live.reload, daemon=True).start())
 
 
-def _logging() -> Callable[[], None]:
-    """Service lines with a time stamp; the access log as one JSON object per line, written by a thread
-    of its own, so the HTTP loop never waits on a slow terminal, pipe or disk. -> stop (writes the rest)."""
-    import logging.handlers
-    import queue
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    handler, lines = logging.StreamHandler(), queue.SimpleQueue()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access = logging.getLogger("vlclip.access")
-    access.addHandler(logging.handlers.QueueHandler(lines))
-    access.propagate = False
-    writer = logging.handlers.QueueListener(lines, handler)
-    writer.start()
-    return writer.stop
-
-
 def _threads(n: int) -> None:
     """Threads each forward pass may use. The HTTP loop and the two batchers need cores of their own:
     more torch threads than free cores spin against each other (2 cores under load: a batch of 32
@@ -278,7 +272,7 @@ def run(params: dict, paths: ServicePaths, root: Path, host: str, port: int) -> 
 
     from vlclip.params import section
 
-    stop_logging = _logging()
+    stop_logging = start_logging()
     root = Path(root)
     serve = section(ServeParams, params, "serve")
     _threads(serve.torch_threads)

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -109,3 +110,20 @@ class Observe:
             "method": method, "route": route, "path": scope["path"][:200], "status": status,
             "ms": round(seconds * 1000, 2), "model_version": scope.get("state", {}).get("model_version"),
             "client": client[0]}))
+
+
+def start_logging() -> Callable[[], None]:
+    """Service lines with a time stamp; the access log as one JSON object per line, written by a thread
+    of its own, so the HTTP loop never waits on a slow terminal, pipe or disk. -> stop (writes the rest)."""
+    import logging.handlers
+    import queue
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler, lines = logging.StreamHandler(), queue.SimpleQueue()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger("vlclip.access")
+    access.addHandler(logging.handlers.QueueHandler(lines))
+    access.propagate = False
+    writer = logging.handlers.QueueListener(lines, handler)
+    writer.start()
+    return writer.stop

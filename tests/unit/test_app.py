@@ -219,3 +219,61 @@ def test_build_state_loads_champion_and_checks_versions(world, monkeypatch):
     with pytest.raises(RuntimeError, match="model versions disagree"):
         build_state(params, paths, root)
     assert len(calls) == 1  # refused before any model was loaded
+
+
+SEARCH_BODIES = [  # (raw body, content type): well-formed, refused by the checks, or not the body model
+    (b'{"query": "red", "product_type": "dress", "k": 4}', "application/json"),
+    (b'{"query": "blue"}', "application/json"),
+    (b'{"query": "RED", "product_type": "DRESS", "extra": 1}', "application/json; charset=utf-8"),
+    (b'{"query": "green", "product_type": null}', "application/json"),
+    (b'{"query": "   "}', "application/json"),
+    (b'{"query": "red", "product_type": "sofa"}', "application/json"),
+    (b'{"query": "red", "k": "4"}', "application/json"),
+    (b'{"query": "red", "k": 0}', "application/json"),
+    (b'{"query": "red", "k": true}', "application/json"),
+    (b'{"query": "red", "k": NaN}', "application/json"),
+    (b'{"product_type": "dress"}', "application/json"),
+    (b'[1, 2]', "application/json"),
+    (b'{"query": ', "application/json"),
+    (b'{"query": "red"}', "text/plain"),
+]
+
+
+def test_well_formed_searches_skip_the_route_and_answer_as_it_does(tmp_path, monkeypatch):
+    """serving.fastpath answers a well-formed /search body itself and hands anything else to the
+    route: every body gets the same status and JSON with it and without it, and its requests count
+    under the /search route in the metrics."""
+    import sys
+
+    import serving.app as app_module
+    from serving.observe import samples
+
+    make_world(tmp_path)
+    real, calls = app_module.answer_search, {"now": None}
+
+    async def spy(*args):  # who asked: FastSearch.__call__ or the route's `search`
+        if calls["now"] is not None:
+            calls["now"].append(sys._getframe(1).f_code.co_name)
+        return await real(*args)
+
+    monkeypatch.setattr(app_module, "answer_search", spy)
+    answers, counted = {}, {}
+    for fast in (True, False):
+        with TestClient(create_app(loader(tmp_path), fast_search=fast)) as c:
+            wait_ready(c)
+            answers[fast] = []
+            for body, content_type in SEARCH_BODIES:
+                calls["now"] = []
+                res = c.post("/search", content=body, headers={"content-type": content_type})
+                answers[fast].append((res.status_code, res.json(), calls["now"]))
+            calls["now"] = None
+            counted[fast] = samples(c.get("/metrics").text)
+    assert [a[:2] for a in answers[True]] == [a[:2] for a in answers[False]]
+    assert [a[0] for a in answers[True][:4]] == [200] * 4 and [a[0] for a in answers[True][4:6]] == [422] * 2
+    assert [a[2] for a in answers[True][:4]] == [["__call__"]] * 4               # answered without the route
+    assert [a[2] for a in answers[True][4:6]] == [["__call__", "search"]] * 2    # refused by the route's checks
+    assert all(a[2] in (["search"], []) for a in answers[True][6:])              # the route read them
+    assert all(a[2] in (["search"], []) for a in answers[False])
+    for fast in (True, False):
+        assert sum(v for (name, labels), v in counted[fast].items()
+                   if name == "vlclip_requests_total" and ("route", "/search") in labels) == len(SEARCH_BODIES)
