@@ -2,8 +2,9 @@
 
 - `start()` loads and warms in a thread: /healthz answers at once (liveness), /readyz says ready
   only when encoder, index and Feast are loaded and one query of each kind has run.
-- `use()` lends the current state to one request; a reload swaps in the new state atomically, and
-  the old one is closed only when the last request that borrowed it has finished.
+- `use()` (or `borrow()` then `give_back()`) lends the current state to one request; a reload swaps
+  in the new state atomically, and the old one is closed only when the last request that borrowed it
+  has finished.
 - `Borrow` (ASGI middleware) makes every HTTP request borrow the state for as long as it runs.
 - `reload()` loads the champion's version; when it is the one serving, nothing changes; when its
   parts disagree (the alias moved but embed/index have not published yet) or loading fails, the
@@ -99,22 +100,31 @@ class Live:
 
     @contextmanager
     def use(self) -> Iterator[Any]:
+        state = self.borrow()
+        try:
+            yield state
+        finally:
+            self.give_back(state)
+
+    def borrow(self) -> Any:
+        """The state serving now, counted as in use until `give_back`; NotReady before the first load."""
         with self._lock:
             state = self._state
             if state is None:
                 raise NotReady(self.status if self.status == "loading" else f"failed: {self.reason}")
             self._borrowed[id(state)] = self._borrowed.get(id(state), 0) + 1
-        try:
-            yield state
-        finally:
-            with self._lock:
-                left = self._borrowed[id(state)] - 1
-                self._borrowed[id(state)] = left
-                if left == 0:
-                    del self._borrowed[id(state)]
-                    retired = self._retired.pop(id(state), None)
-                    if retired is not None:
-                        retired.close()
+            return state
+
+    def give_back(self, state: Any) -> None:
+        """End one `borrow`; a retired state is closed when its last borrower gives it back."""
+        with self._lock:
+            left = self._borrowed[id(state)] - 1
+            self._borrowed[id(state)] = left
+            if left == 0:
+                del self._borrowed[id(state)]
+                retired = self._retired.pop(id(state), None)
+                if retired is not None:
+                    retired.close()
 
     def reload(self) -> dict:
         """-> {"outcome": swapped | unchanged | refused, "model_version", "reason"}; one at a time."""
@@ -167,13 +177,12 @@ class Borrow:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        live = getattr(scope.get("app") and scope["app"].state, "live", None)
+        live = getattr(scope["app"].state, "live", None) if "app" in scope else None
         if scope["type"] != "http" or live is None:
             return await self.app(scope, receive, send)
         state = scope.setdefault("state", {})
         try:
-            borrowed = live.use()
-            st = borrowed.__enter__()
+            st = live.borrow()
         except NotReady as exc:
             state["vlclip.not_ready"] = str(exc)
             return await self.app(scope, receive, send)
@@ -181,4 +190,4 @@ class Borrow:
         try:
             await self.app(scope, receive, send)
         finally:
-            borrowed.__exit__(None, None, None)
+            live.give_back(st)

@@ -58,6 +58,7 @@ class Encoder:
         self.trim_text = trim_text  # see encode_text
         self.traced = traced        # see _graph
         self._graphs: dict[str, torch.jit.ScriptModule | None] = {}
+        self._tower: _TextTower | None = None  # the text tower on trimmed tokens, made on first use
         # autocast on CUDA (bf16 | fp16); outputs are float32 and re-normalised after the cast
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.startswith("cuda") else None
 
@@ -134,7 +135,7 @@ class Encoder:
     def _text_tower(self, example: torch.Tensor):
         """The whole text tower on trimmed tokens (`_TextTower`), as one graph when `traced`: a batch
         then hands the GIL over once, where op by op it would wait for it after every op."""
-        if "_tower" not in self.__dict__:
+        if self._tower is None:
             self._tower = _TextTower(self.model).eval()
         graph = self._graph("text", self._tower, example)
         return lambda x, normalize=True: graph(x)
