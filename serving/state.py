@@ -3,12 +3,16 @@ together (`build_state`) and swapped whole on reload (serving.live).
 
 Text and image searches go through batchers (serving.batching), so the encoder runs only on their
 worker threads, once per batch of concurrent queries, and each shard gets one batched query (on a
-second thread, while the next batch encodes); Edge shard and Qdrant client queries are thread-safe
-(tested); Feast's SQLite online store shares one connection, so Feast reads are serialized by a lock,
-and /similar reads the fused vectors of all its queued requests in one online read.
+second thread, while the next batch encodes). With `serve.encode_process` the forward passes run in
+child processes (serving.encoder_process) and with `serve.search_process` the Edge search does
+(serving.backends.process): the service process's GIL is left to the HTTP loop. Edge shard and
+Qdrant client queries are thread-safe (tested); Feast's SQLite online store shares one connection, so
+Feast reads are serialized by a lock, and /similar reads the fused vectors of all its queued requests
+in one online read.
 """
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -38,6 +42,7 @@ class ServeParams:
     max_upload_pixels: int = 25_000_000   # decoded width x height, read from the header before decoding
     max_batch: int = 16                   # concurrent queries the encoder runs as one batch
     torch_threads: int = 1                # threads per forward pass (the text and image batchers each run one)
+    encode_process: bool = True           # forward passes run in a child process (off the HTTP loop's GIL)
     search_process: bool = True           # edge backend: the shards are held and searched by a child process
     reload_poll_s: float = 30.0           # follow the champion alias every this many seconds (0: only on demand)
     keep_alive_s: float = 75.0            # idle keep-alive connections live this long (above a balancer's idle timeout)
@@ -126,6 +131,7 @@ class ServiceState:
         self._images.close()
         self._similar.close()
         self.searcher.close()
+        getattr(self.encoder, "close", lambda: None)()  # an EncoderProcess stops its children
 
 
 def warm(state: ServiceState) -> None:
@@ -182,12 +188,31 @@ def _open_index(params: IndexParams, serve: ServeParams, path: Path | None) -> S
     return open_searcher(params, path)
 
 
+def serving_encoder(uri: str, tracking: str):
+    """The registered model as the service runs it."""
+    from registry import load_encoder_uri
+
+    encoder = load_encoder_uri(uri, tracking)
+    encoder.trim_text = True  # a query reads its own tokens, not the whole context
+    encoder.traced = True     # forward passes that do not take the GIL from the HTTP loop
+    return encoder
+
+
+def _open_encoder(uri: str, tracking: str, serve: ServeParams):
+    """The champion's encoder; its forward passes in child processes when `serve.encode_process`."""
+    encoder = serving_encoder(uri, tracking)
+    if not serve.encode_process:
+        return encoder
+    from serving.encoder_process import EncoderProcess
+
+    return EncoderProcess(encoder, functools.partial(serving_encoder, uri, tracking), serve.torch_threads)
+
+
 def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
     """Load the champion encoder, the index, Feast and the product table; refuse to serve when the
     encoder, the index and the embeddings come from different model versions (queries would be
     embedded in a different space than the index), checked before anything heavy is loaded. `root`
     anchors a relative SQLite tracking URI and relative image paths."""
-    from registry import load_encoder_uri
     from vlclip.params import section
     from vlclip.tracking import MlflowParams, tracking_uri
 
@@ -200,18 +225,22 @@ def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
     version = versions["champion"]
     searcher = _open_index(index_params, serve, paths.index)  # fails fast when another process holds the shards
     try:
-        encoder = load_encoder_uri(f"models:/{mlflow_params.model_name}/{version}", tracking_uri(mlflow_params, root))
-        encoder.trim_text = True  # a query reads its own tokens, not the whole context
-        encoder.traced = True     # forward passes that do not take the GIL from the HTTP loop
         products, table_version = read_products(paths.embeddings, root)
         if {table_version, str(searcher.model_version)} != {version}:  # republished while loading
             raise RuntimeError(f"model versions changed while loading: champion {version}, embeddings "
                                f"{table_version}, index {searcher.model_version}")
+        encoder = _open_encoder(f"models:/{mlflow_params.model_name}/{version}", tracking_uri(mlflow_params, root),
+                                serve)
     except BaseException:
         searcher.close()
         raise
-    features = ProductFeatures(paths.feature_repo, feast.config)
-    details = read_provenance(paths.provenance, root) if paths.provenance else None
+    try:
+        features = ProductFeatures(paths.feature_repo, feast.config)
+        details = read_provenance(paths.provenance, root) if paths.provenance else None
+    except BaseException:
+        searcher.close()
+        getattr(encoder, "close", lambda: None)()  # an EncoderProcess stops its children
+        raise
     return ServiceState(encoder=encoder, searcher=searcher, features=features, products=products,
                         model_version=str(version), default_k=serve.default_k, max_batch=serve.max_batch,
                         details=details)

@@ -98,7 +98,7 @@ class ChildGone(RuntimeError):
     pass
 
 
-def _portable(exc: Exception) -> Exception:
+def portable(exc: Exception) -> Exception:
     """The child's error as one the parent can unpickle: builtin errors as they are, others by name."""
     return exc if type(exc).__module__ == "builtins" else RuntimeError(f"{type(exc).__name__}: {exc}")
 
@@ -110,7 +110,7 @@ def _serve(conn, params: IndexParams, path: str | None) -> None:
     try:
         searcher = open_searcher(params, path)
     except Exception as exc:  # noqa: BLE001  the parent raises it
-        conn.send((False, _portable(exc)))
+        conn.send((False, portable(exc)))
         return
     try:
         conn.send((True, (searcher.types(), searcher.model_version, searcher.dim, searcher.hnsw_ef)))
@@ -118,7 +118,7 @@ def _serve(conn, params: IndexParams, path: str | None) -> None:
             try:
                 conn.send((True, searcher.search_many(*request)))
             except Exception as exc:  # noqa: BLE001  a bad request fails alone
-                conn.send((False, _portable(exc)))
+                conn.send((False, portable(exc)))
     except (EOFError, OSError):  # the parent has exited
         pass
     finally:

@@ -203,7 +203,7 @@ def test_build_state_loads_champion_and_checks_versions(world, monkeypatch):
     params = {"index": dict(INDEX.__dict__), "feast": {"config": "feature_store.yaml"},
               "mlflow": {"tracking_uri": "sqlite:///mlflow/mlflow.db", "artifact_root": "mlflow/artifacts",
                          "model_name": "vl-clip"},
-              "serve": {"default_k": 3}}
+              "serve": {"default_k": 3, "encode_process": False}}  # the fake encoder loads in process only
     monkeypatch.delenv("VLCLIP_MLFLOW_URI", raising=False)
     state = build_state(params, paths, root)
     try:
