@@ -189,10 +189,11 @@ def page(st: State) -> str:
 
 def create_app(load_state: Callable[[], ServiceState], limits: ServeParams | None = None,
                probe: Callable[[], str] | None = None, on_fail: Callable[[str], None] = lambda reason: None,
-               fast_search: bool = True) -> FastAPI:
+               fast_search: bool = True, access_log: Callable[[str], None] | None = None) -> FastAPI:
     """`load_state` builds one version's state; `probe` (optional) names the champion's version now,
     cheaply, so polling and reloads skip loading when nothing moved; `fast_search`: well-formed
-    /search bodies skip the framework's request machinery (serving.fastpath)."""
+    /search bodies skip the framework's request machinery (serving.fastpath); `access_log`: where the
+    access log's lines go (an AccessLog's write; else the `vlclip.access` logger)."""
     limits = limits or ServeParams()
     metrics = Metrics()
 
@@ -221,7 +222,7 @@ def create_app(load_state: Callable[[], ServiceState], limits: ServeParams | Non
         app.add_middleware(FastSearch, answer=functools.partial(answer_search, limits), route=route, max_k=MAX_K)
     app.add_middleware(Borrow)
     app.add_middleware(BodyLimit, max_bytes=limits.max_json_bytes, max_upload_bytes=limits.max_upload_bytes)
-    app.add_middleware(Observe, metrics=metrics)
+    app.add_middleware(Observe, metrics=metrics, write=access_log)
     return app
 
 
@@ -272,17 +273,17 @@ def run(params: dict, paths: ServicePaths, root: Path, host: str, port: int) -> 
 
     from vlclip.params import section
 
-    stop_logging = start_logging()
+    access_log = start_logging()
     root = Path(root)
     serve = section(ServeParams, params, "serve")
     _threads(serve.torch_threads)
     server: list[uvicorn.Server] = []
     app = create_app(lambda: build_state(params, paths, root), serve, lambda: champion(params, root),
-                     on_fail=lambda reason: setattr(server[0], "should_exit", True))
+                     on_fail=lambda reason: setattr(server[0], "should_exit", True), access_log=access_log.write)
     server.append(uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False,
                                                 timeout_keep_alive=serve.keep_alive_s)))
     try:
         server[0].run()
     finally:
-        stop_logging()
+        access_log.stop()
     return 1 if app.state.live.status == "failed" else 0

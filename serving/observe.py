@@ -77,10 +77,12 @@ def _route(scope) -> str:
 
 
 class Observe:
-    """ASGI middleware: counts and times every HTTP request and logs one JSON line per request."""
+    """ASGI middleware: counts and times every HTTP request and writes one JSON line per request, to
+    `write` (an AccessLog's: `vlclip serve`) or else through the `vlclip.access` logger."""
 
-    def __init__(self, app, metrics: Metrics):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app, metrics: Metrics, write: Callable[[str], None] | None = None):
+        self.app, self.metrics, self.write = app, metrics, write or access.info
+        self._series: dict[tuple, tuple] = {}  # (route, method, status) -> its counters and histogram
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -101,29 +103,62 @@ class Observe:
 
     def _record(self, scope, status: int, seconds: float) -> None:
         route, method = _route(scope), scope["method"]
-        self.metrics.requests.labels(route, method, str(status)).inc()
-        self.metrics.latency.labels(route).observe(seconds)
-        if status >= 400:
-            self.metrics.errors.labels(route, str(status)).inc()
+        series = self._series.get((route, method, status))
+        if series is None:  # a label lookup takes a lock and hashes its values: once per combination
+            series = self._series[(route, method, status)] = (
+                self.metrics.requests.labels(route, method, str(status)), self.metrics.latency.labels(route),
+                self.metrics.errors.labels(route, str(status)) if status >= 400 else None)
+        series[0].inc()
+        series[1].observe(seconds)
+        if series[2] is not None:
+            series[2].inc()
         client = scope.get("client") or ("", 0)
-        access.info(json.dumps({
+        self.write(json.dumps({
             "method": method, "route": route, "path": scope["path"][:200], "status": status,
             "ms": round(seconds * 1000, 2), "model_version": scope.get("state", {}).get("model_version"),
             "client": client[0]}))
 
 
-def start_logging() -> Callable[[], None]:
-    """Service lines with a time stamp; the access log as one JSON object per line, written by a thread
-    of its own, so the HTTP loop never waits on a slow terminal, pipe or disk. -> stop (writes the rest)."""
-    import logging.handlers
-    import queue
+class AccessLog:
+    """The access log of `vlclip serve`: `write(line)` queues a line, and a thread of its own writes
+    what has queued meanwhile in one call, so the HTTP loop never waits on a slow terminal, pipe or
+    disk, nor pays for a log record per request. `stop()` writes the rest."""
 
+    def __init__(self, stream=None):
+        import queue
+        import sys
+        import threading
+
+        self._lines: queue.SimpleQueue = queue.SimpleQueue()
+        self.write = self._lines.put
+        self._thread = threading.Thread(target=self._run, args=(stream or sys.stderr,), name="vlclip-access-log",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._lines.put(None)
+        self._thread.join(10)
+
+    def _run(self, stream) -> None:
+        import queue
+
+        done = False
+        while not done:
+            batch = [self._lines.get()]
+            while True:
+                try:
+                    batch.append(self._lines.get_nowait())
+                except queue.Empty:
+                    break
+            done = None in batch
+            try:
+                stream.write("".join(f"{line}\n" for line in batch if line is not None))
+                stream.flush()
+            except (OSError, ValueError):  # a closed stream: the lines are dropped, the service goes on
+                pass
+
+
+def start_logging() -> AccessLog:
+    """Service lines with a time stamp on stderr; -> the access log (its `write` goes to Observe)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    handler, lines = logging.StreamHandler(), queue.SimpleQueue()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access = logging.getLogger("vlclip.access")
-    access.addHandler(logging.handlers.QueueHandler(lines))
-    access.propagate = False
-    writer = logging.handlers.QueueListener(lines, handler)
-    writer.start()
-    return writer.stop
+    return AccessLog()

@@ -52,18 +52,18 @@ def test_a_failed_batch_fails_alone_and_a_dead_child_is_replaced(pair):
         remote.encode_text(["x"], ids=[["not", "ids"]])
     expected = local.encode_text(TEXTS)
     np.testing.assert_allclose(remote.encode_text(TEXTS), expected, atol=1e-6)  # and it goes on
-    first = remote._text._proc.pid
+    first = remote.text.process.pid
     os.kill(first, signal.SIGKILL)
-    remote._text._proc.join(10)
+    remote.text.process.join(10)
     np.testing.assert_allclose(remote.encode_text(TEXTS), expected, atol=1e-6)  # asked again of a new child
-    assert remote._text._proc.pid != first and remote._text._proc.is_alive()
-    assert remote._images._proc.is_alive()  # the image child was not touched
+    assert remote.text.process.pid != first and remote.text.process.is_alive()
+    assert remote.images.process.is_alive()  # the image child was not touched
 
 
 def test_a_model_that_cannot_be_loaded_fails_in_the_parent_and_close_stops_the_children():
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         EncoderProcess(tiny(), broken)
     remote = EncoderProcess(tiny(), functools.partial(tiny, 1))
-    children = [remote._text._proc, remote._images._proc]
+    children = [remote.text.process, remote.images.process]
     remote.close()
     assert not any(p.is_alive() for p in children)

@@ -2,6 +2,8 @@
 serving.batching), on real Edge indexes and Feast repos with the fake encoder of service_world."""
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +16,7 @@ from service_world import INDEX, FakeEncoder, loader, make_world, wait_ready
 from serving.app import ServeParams, create_app
 from serving.backends import open_searcher
 from serving.batching import Batcher
-from serving.observe import samples
+from serving.observe import AccessLog, samples
 
 NO_POLL = ServeParams(reload_poll_s=0)
 
@@ -157,6 +159,34 @@ def test_metrics_and_access_log(worlds, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "vlclip.access"]
     assert any('"route": "/search"' in m and '"status": 200' in m and '"model_version": "7"' in m and '"ms": ' in m
                for m in lines)
+
+
+def test_the_access_log_writer_keeps_every_line_in_order(worlds):
+    stream = io.StringIO()
+    log = AccessLog(stream)
+    writers = [threading.Thread(target=lambda n=n: [log.write(f"{n} {i}") for i in range(500)]) for n in range(3)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    switch = Switch(worlds)
+    with TestClient(create_app(switch.load, NO_POLL, switch.probe, access_log=log.write)) as c:
+        wait_ready(c)
+        c.post("/search", json={"query": "red"})
+    log.stop()
+    lines = stream.getvalue().splitlines()
+    for n in range(3):
+        assert [x for x in lines if x.startswith(f"{n} ")] == [f"{n} {i}" for i in range(500)]
+    served = [json.loads(x) for x in lines if x.startswith("{")]
+    assert [(x["status"], x["model_version"]) for x in served if x["route"] == "/search"] == [(200, "7")]
+    gone = io.StringIO()
+    closed = AccessLog(gone)
+    gone.close()
+    closed.write("one")  # a closed stream drops its lines; the writer goes on and stops when told
+    time.sleep(0.3)
+    assert closed._thread.is_alive()
+    closed.stop()
+    assert not closed._thread.is_alive()
 
 
 def test_edge_shards_answer_concurrent_queries_as_serial_ones(worlds):

@@ -40,7 +40,7 @@ def test_the_child_answers_what_the_index_answers_in_process(index):
         assert child.search(vectors[0], None, 3) == expected[0]  # and it goes on
     finally:
         child.close()
-    assert not child._proc.is_alive()
+    assert not child.child.process.is_alive()
 
 
 def test_a_second_holder_is_refused_and_a_dead_child_is_replaced(index):
@@ -49,11 +49,11 @@ def test_a_second_holder_is_refused_and_a_dead_child_is_replaced(index):
     try:
         with pytest.raises(RuntimeError, match="another process"):  # the shards admit one open handle
             open_searcher(params(), path)
-        first, expected = child._proc.pid, child.search(df["image_embedding"][0], None, 5)
+        first, expected = child.child.process.pid, child.search(df["image_embedding"][0], None, 5)
         os.kill(first, signal.SIGKILL)
-        child._proc.join(10)
+        child.child.process.join(10)
         assert child.search(df["image_embedding"][0], None, 5) == expected  # asked again of a new child
-        assert child._proc.pid != first and child._proc.is_alive()
+        assert child.child.process.pid != first and child.child.process.is_alive()
     finally:
         child.close()
 
