@@ -8,8 +8,8 @@ one for image batches (`load`: a picklable callable -> Encoder), and forwards `e
 Tokenizing (`text_ids`, the query-length check) stays in the service process, on `local`. Each
 child answers one call at a time; a child that dies is replaced and the call asked again.
 
-Memory: the model is held three times (the service process's copy for tokenizing and each child's);
-`serve.encode_process: false` keeps forward passes in process for a model too large for that.
+Memory: the model is held three times (the service process's copy for tokenizing and each child's),
+so the service uses it only when `serve.encode_process` is true (off by default).
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class EncoderProcess:
         return self.text.call(("text", list(texts), ids))
 
     def encode_images(self, images: list) -> np.ndarray:
-        return self.images.call(("image", [im.convert("RGB") for im in images], None))
+        return self.images.call(("image", list(images), None))  # made RGB by the child's encode_images
 
     def close(self) -> None:
         self.text.close()

@@ -42,7 +42,7 @@ class ServeParams:
     max_upload_pixels: int = 25_000_000   # decoded width x height, read from the header before decoding
     max_batch: int = 16                   # concurrent queries the encoder runs as one batch
     torch_threads: int = 1                # threads per forward pass (the text and image batchers each run one)
-    encode_process: bool = True           # forward passes run in a child process (off the HTTP loop's GIL)
+    encode_process: bool = False          # forward passes in child processes (off the HTTP loop's GIL)
     search_process: bool = True           # edge backend: the shards are held and searched by a child process
     reload_poll_s: float = 30.0           # follow the champion alias every this many seconds (0: only on demand)
     keep_alive_s: float = 75.0            # idle keep-alive connections live this long (above a balancer's idle timeout)
@@ -224,6 +224,7 @@ def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
     mlflow_params, feast = section(MlflowParams, params, "mlflow"), section(FeastParams, params, "feast")
     version = versions["champion"]
     searcher = _open_index(index_params, serve, paths.index)  # fails fast when another process holds the shards
+    encoder = None
     try:
         products, table_version = read_products(paths.embeddings, root)
         if {table_version, str(searcher.model_version)} != {version}:  # republished while loading
@@ -231,10 +232,6 @@ def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
                                f"{table_version}, index {searcher.model_version}")
         encoder = _open_encoder(f"models:/{mlflow_params.model_name}/{version}", tracking_uri(mlflow_params, root),
                                 serve)
-    except BaseException:
-        searcher.close()
-        raise
-    try:
         features = ProductFeatures(paths.feature_repo, feast.config)
         details = read_provenance(paths.provenance, root) if paths.provenance else None
     except BaseException:
