@@ -148,7 +148,7 @@ async def hammer(url: str, routes: list[str], concurrency: int, seconds: float, 
                      "p50_ms": round(1000 * float(np.percentile(v, 50)), 1) if v else None,
                      "p90_ms": round(1000 * float(np.percentile(v, 90)), 1) if v else None,
                      "p99_ms": round(1000 * float(np.percentile(v, 99)), 1) if v else None} for r, v in lat.items()}
-    return {"concurrency": concurrency, "seconds": round(wall, 1), "errors": len(errors),
+    return {"concurrency": concurrency, "seconds": round(wall, 1), "sent": count, "errors": len(errors),
             "error_kinds": sorted(set(errors))[:10], "versions": versions, "unnamed": unnamed, "routes": per_route}
 
 
@@ -206,6 +206,49 @@ def batches(before: dict, after: dict) -> dict:
                 seconds = delta("vlclip_batch_step_seconds_sum", batcher=batcher, step=step)
                 out[batcher][f"{step}_ms"] = round(1000 * seconds / n, 1)
     return out
+
+
+def cpu_now(pid: int) -> dict | None:
+    """CPU seconds so far of the service (`pid` and its child processes: the search and encoder
+    children), of this load generator, and of the whole machine (busy and all), read from /proc;
+    None where there is no /proc."""
+    try:
+        kids: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                except OSError:  # gone meanwhile
+                    continue
+                kids.setdefault(ppid, []).append(int(entry))
+        tree, todo = [], [pid]
+        while todo:
+            tree.append(todo.pop())
+            todo += kids.get(tree[-1], [])
+        ticks = os.sysconf("SC_CLK_TCK")
+        service = 0.0
+        for p in tree:
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            service += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        machine = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return None
+    mine = os.times()
+    return {"service": service, "load": mine.user + mine.system,
+            "busy": (sum(machine) - machine[3] - machine[4]) / ticks, "all": sum(machine) / ticks}
+
+
+def cpu_used(before: dict | None, after: dict | None, requests: int, cores: int) -> dict | None:
+    """ms of CPU per request of the service and of the load generator, and how busy the machine was."""
+    if before is None or after is None or not requests:
+        return None
+    d = {k: after[k] - before[k] for k in after}
+    return {"service_ms_per_request": round(1000 * d["service"] / requests, 3),
+            "load_ms_per_request": round(1000 * d["load"] / requests, 3),
+            "machine_busy": round(d["busy"] / d["all"], 3) if d["all"] else None, "cores": cores}
 
 
 def cold_start(root: Path, probe: httpx.Client, port: int, data: dict) -> tuple[subprocess.Popen, dict]:
@@ -330,15 +373,19 @@ def main(argv: list[str] | None = None) -> int:
               "batches (incl. warm-up requests' 2 s)")
         for level in (int(x) for x in args.levels.split(",")):
             for route in ("search", "titles", "image", "similar"):
-                seen = scrape(url)
+                seen, cpu = scrape(url), cpu_now(proc.pid)
                 r = asyncio.run(hammer(url, [route], level, args.seconds, args.max_requests, data))
-                out["levels"].append({**r, "route": route, "batches": batches(seen, scrape(url))})
+                cpu = cpu_used(cpu, cpu_now(proc.pid), r["sent"], os.cpu_count() or 1)
+                out["levels"].append({**r, "route": route, "batches": batches(seen, scrape(url)), "cpu": cpu})
                 s = r["routes"][route]
                 per_batch = "; ".join(f"{b}: {v['mean_size']} per batch, " + ", ".join(
                     f"{k[:-3]} {x} ms" for k, x in v.items() if k.endswith("_ms"))
                     for b, v in out["levels"][-1]["batches"].items())
+                used = "" if cpu is None else (f"; CPU per request: service {cpu['service_ms_per_request']} ms, "
+                                               f"load {cpu['load_ms_per_request']} ms; "
+                                               f"machine {cpu['machine_busy']:.0%} busy")
                 print(f"{level:>4} {route:<8} {s['requests']:>6} {s['rps']:>7} {s['p50_ms']:>8} {s['p99_ms']:>8} "
-                      f"{r['errors']:>6}   {per_batch}", flush=True)
+                      f"{r['errors']:>6}   {per_batch}{used}", flush=True)
         search, titles = ({lv["concurrency"]: lv["routes"][r] for lv in out["levels"] if lv["route"] == r}
                           for r in ("search", "titles"))
         low, high = min(search), max(search)
@@ -351,12 +398,14 @@ def main(argv: list[str] | None = None) -> int:
             out[f"{name}_p50_at_{low}_ms"] = p50s
             out[f"{name}_p99_at_max_over_p50_at_1"] = round(by_level[high]["p99_ms"] / float(np.mean(p50s)), 2)
         out["first_request_over_warm_p50"] = round(out["first_request_ms"] / search[low]["p50_ms"], 2)
+        out["first_request_over_lone_p50"] = round(out["first_request_ms"] / out["lone_after_idle_p50_ms"], 2)
         print(f"p50 at {low} again after {high}: {out['after']['search']['p50_ms']} ms (catalog queries), "
               f"{out['after']['titles']['p50_ms']} ms (titles)")
         print(f"/search p99 at {high} / p50 at {low} (mean of both windows): "
               f"{out['search_p99_at_max_over_p50_at_1']}x (catalog queries), "
               f"{out['titles_p99_at_max_over_p50_at_1']}x (titles); first request (median) / warm p50: "
-              f"{out['first_request_over_warm_p50']}x")
+              f"{out['first_request_over_warm_p50']}x at {low} back to back, "
+              f"{out['first_request_over_lone_p50']}x of lone requests after 0.5 s of silence")
         if args.reload:
             r = reload_phase(root, url, high, data, champion)
             out["reload"] = r
