@@ -212,32 +212,24 @@ def cpu_now(pid: int) -> dict | None:
     """CPU seconds so far of the service (`pid` and its child processes: the search and encoder
     children), of this load generator, and of the whole machine (busy and all), read from /proc;
     None where there is no /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
     try:
-        kids: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                except OSError:  # gone meanwhile
-                    continue
-                kids.setdefault(ppid, []).append(int(entry))
-        tree, todo = [], [pid]
-        while todo:
-            tree.append(todo.pop())
-            todo += kids.get(tree[-1], [])
-        ticks = os.sysconf("SC_CLK_TCK")
-        service = 0.0
-        for p in tree:
+        procs: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, utime + stime in seconds)
+        for entry in filter(str.isdigit, os.listdir("/proc")):
             try:
-                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
                 continue
-            service += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+            procs[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
         machine = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
     except OSError:
         return None
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += [p for p, (parent, _) in procs.items() if parent == tree[-1]]
     mine = os.times()
-    return {"service": service, "load": mine.user + mine.system,
+    return {"service": sum(procs[p][1] for p in tree if p in procs), "load": mine.user + mine.system,
             "busy": (sum(machine) - machine[3] - machine[4]) / ticks, "all": sum(machine) / ticks}
 
 
