@@ -13,7 +13,9 @@ Why a shard (collection) per type rather than one shard with a tenant-partitione
 payload index: a per-type graph is the paper's layout made physical, so a typed query can never
 touch another type's vectors and needs no filter; each type can be rebuilt, resized or tuned on its
 own (a new type adds a shard and rebuilds nothing else); and recall and latency are measured per
-type in the receipt. The cost, a fan-out merge for untyped queries, is small with ~10-100 types.
+type in the receipt. A query without a type would have to ask every type's shard and merge, a cost
+that grows with the number of types, so `index.all_types` (default on) adds one more shard over
+every product that answers those queries alone; off, they fan out and every vector is held once.
 
 Runs on every `dvc repro` (see vlclip.receipt): when the receipt names these embeddings and params and
 the index answers with the counts it records, nothing is rebuilt.
@@ -41,31 +43,47 @@ from vlclip.progress import figures, write_report
 from vlclip.tables import read_frames
 
 
-def measure(open_types: Callable[[list[str]], Searcher], table: Embeddings | pd.DataFrame, k: int,
+def measure(open_types: Callable[[list[str | None]], Searcher], table: Embeddings | pd.DataFrame, k: int,
             sample: int) -> dict:
     """Recall@k of HNSW vs exact search, each product's text embedding querying the image vectors
     of its own type (the text->image retrieval the service does), plus HNSW latency; over `sample`
     products spread through the table (all of them when there are fewer). One type's shard is open
-    at a time (`open_types([t])`), so measuring holds one type's index, not the catalog's."""
+    at a time (`open_types([t])`), so measuring holds one type's index, not the catalog's. Where the
+    index has an all-types shard (`open_types([None])`), a tenth of the sample queries it without a
+    type: `recall@k_all_types` (its exact search reads every product, hence the tenth)."""
     table = as_table(table)
     df = table.take(spread(table.n, sample))
     per_type: dict[str, list[float]] = {}
-    latency = []
+    latency: list[float] = []
     for t, part in df.groupby(df["product_type"].astype(str), sort=True):
-        searcher = open_types([t])
-        try:
-            for q in matrix(part, "text_embedding"):
-                t0 = time.perf_counter()
-                approx = searcher.search(q, t, k)
-                latency.append((time.perf_counter() - t0) * 1000)
-                exact = {h["product_id"] for h in searcher.search(q, t, k, exact=True)}
-                per_type.setdefault(t, []).append(len(exact & {h["product_id"] for h in approx}) / len(exact))
-        finally:
-            searcher.close()
+        per_type[t] = _recall(open_types([t]), matrix(part, "text_embedding"), t, k, latency)
     recalls = [r for rs in per_type.values() for r in rs]
-    return {"k": k, "recall@k": float(np.mean(recalls)),
-            "recall@k_per_type": {t: float(np.mean(rs)) for t, rs in sorted(per_type.items())},
-            "latency_ms": {"p50": float(np.percentile(latency, 50)), "p95": float(np.percentile(latency, 95))}}
+    out = {"k": k, "recall@k": float(np.mean(recalls)),
+           "recall@k_per_type": {t: float(np.mean(rs)) for t, rs in sorted(per_type.items())},
+           "latency_ms": {"p50": float(np.percentile(latency, 50)), "p95": float(np.percentile(latency, 95))}}
+    searcher = open_types([None])
+    if not searcher.all_types:
+        searcher.close()
+        return out
+    everywhere = table.take(spread(table.n, max(1, sample // 10)))
+    return {**out, "recall@k_all_types": float(np.mean(_recall(searcher, matrix(everywhere, "text_embedding"),
+                                                               None, k, [])))}
+
+
+def _recall(searcher: Searcher, queries: np.ndarray, product_type: str | None, k: int,
+            latency: list[float]) -> list[float]:
+    """Each query's recall@k of HNSW against exact search in one shard (its latency appended); closes it."""
+    out = []
+    try:
+        for q in queries:
+            t0 = time.perf_counter()
+            approx = searcher.search(q, product_type, k)
+            latency.append((time.perf_counter() - t0) * 1000)
+            exact = {h["product_id"] for h in searcher.search(q, product_type, k, exact=True)}
+            out.append(len(exact & {h["product_id"] for h in approx}) / len(exact))
+    finally:
+        searcher.close()
+    return out
 
 
 def problems(chosen, params: IndexParams, target, old: dict | None) -> list[str]:
@@ -82,6 +100,9 @@ def problems(chosen, params: IndexParams, target, old: dict | None) -> list[str]
         if set(searcher.types()) != set(old["counts"]):
             return ["product types differ"]
         held = {t: searcher.count(t) for t in old["counts"]}
+        if searcher.all_types != params.all_types or (params.all_types and
+                                                     searcher.count(None) != sum(old["counts"].values())):
+            return ["the all-types shard is missing or does not hold every product"]
     except Exception as exc:  # gone, half-deleted, or held by a serving process (edge): rebuild and swap
         return [f"cannot open the index ({type(exc).__name__}: {exc})"]
     finally:
@@ -107,8 +128,7 @@ def write_index(chosen, params: IndexParams, target, table: Embeddings, old: dic
     stats = measure(lambda types: chosen.open(params, target, types), table, params.recall_k, params.recall_sample)
     held = {"backend": params.backend, "model_version": built["model_version"], "dim": built["dim"],
             "n_points": int(sum(built["counts"].values())), "counts": built["counts"], "params": asdict(params)}
-    if "collections" in built:
-        held["collections"] = built["collections"]
+    held.update({key: built[key] for key in ("collections", "all_types") if key in built})
     return held, {"hnsw_ef": params.hnsw_ef, **stats, "build_s": round(build_s, 3)}, how
 
 

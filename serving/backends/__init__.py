@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from serving.backends import edge, qdrant
+from serving.backends import edge, edge_search, qdrant
 from serving.backends.schema import IndexParams, Searcher, matrix
 from serving.table import Embeddings, as_table, load_embeddings
 
@@ -32,7 +32,8 @@ class Backend:
 
 
 BACKENDS = {
-    "edge": Backend(edge.target, edge.build_edge, edge.open_edge, edge.manifest_version, edge.update_edge),
+    "edge": Backend(edge.target, edge.build_edge, edge_search.open_edge, edge_search.manifest_version,
+                    edge.update_edge),
     "qdrant": Backend(qdrant.target, qdrant.build_qdrant, qdrant.open_qdrant, qdrant.aliased_version,
                       qdrant.update_qdrant),
 }

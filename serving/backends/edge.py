@@ -1,7 +1,9 @@
-"""Embedded backend of the index stage: one Qdrant Edge shard per product type, in process.
+"""Embedded backend of the index stage: one Qdrant Edge shard per product type, in process; the
+search side is serving/backends/edge_search.py.
 
-Layout: `<path>/<type_slug>/` per type plus `<path>/manifest.json` (model_version, dim,
-types -> shard dir, counts). A rebuild writes a sibling temp dir and swaps it in by rename.
+Layout: `<path>/<type_slug>/` per type, `<path>/_all/` over every product (`index.all_types`), plus
+`<path>/manifest.json` (model_version, dim, types -> shard dir, counts, all_types -> its dir). A
+rebuild writes a sibling temp dir and swaps it in by rename.
 An Edge shard's WAL admits one open handle, so one process serves an index; several workers
 or machines use the qdrant backend (serving/backends/qdrant.py) instead.
 """
@@ -16,12 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from serving.backends.edge_search import read_manifest
 from serving.backends.schema import (
+    ALL_TYPES,
     MANIFEST,
     PAYLOAD,
     VECTORS,
     IndexParams,
-    Searcher,
     matrix,
     point_id,
     slugs,
@@ -66,27 +69,36 @@ def _check_shard(shard, shard_dir: Path, n: int, dim: int) -> None:
 
 
 def _build_shards(table: Embeddings, types: dict[str, str], root: Path, params: IndexParams,
-                  rows: Callable[[set[str]], Iterable[pd.DataFrame]] | None = None) -> None:
-    """A new shard per type under root/<slug>: one pass over the table spills each type's rows to a
-    file of its own, then the shards are filled, HNSW-built, checked and closed one at a time, so the
-    process holds a row group and one type's shard, never the catalog's."""
-    from qdrant_edge import EdgeShard
-
+                  rows: Callable[[set[str]], Iterable[pd.DataFrame]] | None = None, all_types: bool = False) -> None:
+    """A new shard per type under root/<slug>, and with `all_types` one over every product under
+    root/_all: one pass over the table spills each type's rows to a file of its own, then the shards
+    are filled, HNSW-built, checked and closed one at a time, so the process holds a row group and
+    one shard, never the catalog's."""
     spill = root.with_name(f"{root.name}.spill")
     try:
         files = _spill((rows or (lambda ts: table.rows(types=ts)))(set(types)), types, spill)
         for t, slug in types.items():
-            shard = EdgeShard.create(str(root / slug), _edge_config(table.dim, params))
-            try:
-                for part in read_frames(files[t]) if t in files else []:
-                    _upsert_points(shard, part)
-                shard.optimize()  # blocking: builds the HNSW graphs
-                _check_shard(shard, root / slug, table.counts[t], table.dim)
-                shard.flush()
-            finally:
-                shard.close()
+            _fill(root / slug, table.dim, params, read_frames(files[t]) if t in files else [], table.counts[t])
+        if all_types:
+            _fill(root / ALL_TYPES, table.dim, params, (f for path in files.values() for f in read_frames(path)),
+                  sum(table.counts[t] for t in types))
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _fill(shard_dir: Path, dim: int, params: IndexParams, frames: Iterable[pd.DataFrame], n: int) -> None:
+    """A new shard in shard_dir holding the rows of `frames` (n of them), its HNSW graphs built."""
+    from qdrant_edge import EdgeShard
+
+    shard = EdgeShard.create(str(shard_dir), _edge_config(dim, params))
+    try:
+        for part in frames:
+            _upsert_points(shard, part)
+        shard.optimize()  # blocking: builds the HNSW graphs
+        _check_shard(shard, shard_dir, n, dim)
+        shard.flush()
+    finally:
+        shard.close()
 
 
 def _spill(chunks: Iterable[pd.DataFrame], types: dict[str, str], folder: Path) -> dict[str, Path]:
@@ -131,11 +143,10 @@ def build_edge(table: Embeddings | pd.DataFrame, params: IndexParams, path: Path
     remove_stale(path, log)
     tmp = _sibling(path, "build")
     try:
-        _build_shards(table, type_dirs, tmp, params)
+        _build_shards(table, type_dirs, tmp, params, all_types=params.all_types)
         for t, slug in type_dirs.items():
             log(f"index: {t}: {table.counts[t]} points -> {slug}/")
-        manifest = {"backend": "edge", "model_version": table.model_version, "dim": table.dim,
-                    "types": type_dirs, "counts": table.counts}
+        manifest = _manifest(table, type_dirs, params, log)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _swap(tmp, path)
     finally:
@@ -149,8 +160,6 @@ def update_edge(table: Embeddings | pd.DataFrame, upsert: list[str], deletes: pd
     copied shard delete and upsert only the changed points (a type that did not change is copied as
     it is, a new type is built), and swap the copy in like a rebuild. The serving index is never
     written to; the copy is what changes. Only the changed rows are read into memory."""
-    from qdrant_edge import EdgeShard, UpdateOperation
-
     table, path = as_table(table), Path(path)
     old, type_dirs = read_manifest(path), slugs(list(table.counts))
     if not upsert and deletes.empty and type_dirs == old["types"]:
@@ -164,26 +173,46 @@ def update_edge(table: Embeddings | pd.DataFrame, upsert: list[str], deletes: pd
         _build_shards(table, new, tmp, params, lambda ts: [changed[changed["product_type"].astype(str).isin(ts)]])
         for t, slug in type_dirs.items():
             ups, dels = changed[changed["product_type"].astype(str) == t], deletes[deletes["product_type"] == t]
-            if t in new:
-                continue
-            shutil.copytree(path / old["types"][t], tmp / slug)
-            if len(ups) or len(dels):
-                shard = EdgeShard.load(str(tmp / slug))
-                try:
-                    if len(dels):
-                        shard.update(UpdateOperation.delete_points([point_id(i) for i in dels["product_id"]]))
-                    _upsert_points(shard, ups)
-                    shard.optimize()
-                    shard.flush()
-                finally:
-                    shard.close()
+            if t not in new:
+                shutil.copytree(path / old["types"][t], tmp / slug)
+                _apply(tmp / slug, ups, dels)
             log(f"index: {t}: {len(ups)} upserted, {len(dels)} deleted -> {slug}/")
-        manifest = {"backend": "edge", "model_version": table.model_version, "dim": table.dim,
-                    "types": type_dirs, "counts": table.counts}
+        if params.all_types and "all_types" in old:
+            shutil.copytree(path / old["all_types"], tmp / ALL_TYPES)
+            _apply(tmp / ALL_TYPES, changed, deletes)
+        elif params.all_types:
+            _fill(tmp / ALL_TYPES, table.dim, params, table.rows(), table.n)
+        manifest = _manifest(table, type_dirs, params, log)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _swap(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _apply(shard_dir: Path, ups: pd.DataFrame, dels: pd.DataFrame) -> None:
+    """Delete the products of `dels` and upsert the rows of `ups` in the shard in shard_dir."""
+    from qdrant_edge import EdgeShard, UpdateOperation
+
+    if not len(ups) and not len(dels):
+        return
+    shard = EdgeShard.load(str(shard_dir))
+    try:
+        if len(dels):
+            shard.update(UpdateOperation.delete_points([point_id(i) for i in dels["product_id"]]))
+        _upsert_points(shard, ups)
+        shard.optimize()
+        shard.flush()
+    finally:
+        shard.close()
+
+
+def _manifest(table: Embeddings, type_dirs: dict[str, str], params: IndexParams, log) -> dict:
+    manifest = {"backend": "edge", "model_version": table.model_version, "dim": table.dim,
+                "types": type_dirs, "counts": table.counts}
+    if params.all_types:
+        manifest["all_types"] = ALL_TYPES
+        log(f"index: all types: {table.n} points -> {ALL_TYPES}/")
     return manifest
 
 
@@ -211,79 +240,3 @@ def _swap(new: Path, path: Path) -> None:
         path.rename(old)
     new.rename(path)
     shutil.rmtree(old, ignore_errors=True)
-
-
-class EdgeSearcher(Searcher):
-    """The shards of the types in `load` (None: all) held open; `count` reads any type's shard."""
-
-    def __init__(self, path: Path, hnsw_ef: int, load: list[str] | None = None):
-        from qdrant_edge import EdgeShard
-
-        self.path, self.manifest = Path(path), read_manifest(path)
-        self._shards = {}
-        for t, d in self.manifest["types"].items():
-            if load is not None and t not in load:
-                continue
-            try:
-                self._shards[t] = EdgeShard.load(str(self.path / d))
-            except Exception as exc:  # an Edge shard's WAL admits one open handle: one serving process
-                self.close()
-                raise RuntimeError(f"cannot open index shard {self.path / d} ({exc}); is another process "
-                                   "serving it? For several workers use index.backend: qdrant") from exc
-        super().__init__(list(self.manifest["types"]), self.manifest["model_version"], int(self.manifest["dim"]),
-                         hnsw_ef)
-
-    def _shard(self, product_type: str):
-        if product_type not in self._shards:
-            raise RuntimeError(f"the shard of type {product_type!r} was not opened")
-        return self._shards[product_type]
-
-    def _requests(self, vectors, ks, using, exact):
-        from qdrant_edge import Query, QueryRequest, SearchParams
-
-        params = SearchParams(hnsw_ef=self.hnsw_ef, exact=exact)
-        return [QueryRequest(limit=k, query=Query.Nearest(v, using=using), with_payload=False, params=params)
-                for v, k in zip(vectors.tolist(), ks)]
-
-    def _ids(self, product_type, requests):
-        from qdrant_edge import QueryBatchRequest
-
-        res = self._shard(product_type).query_batch(QueryBatchRequest(requests))
-        return [[(p, p.score) for p in points] for points in res]
-
-    def _point_id(self, ref):
-        return ref.id  # the binding makes a uuid.UUID on each read: only for the hits a search keeps
-
-    def _payloads(self, product_type, point_ids):
-        return {r.id: r.payload for r in self._shard(product_type).retrieve(point_ids, True, False)}
-
-    def count(self, product_type: str) -> int:
-        from qdrant_edge import EdgeShard
-
-        if product_type in self._shards:
-            return int(self._shards[product_type].info().points_count)
-        shard = EdgeShard.load(str(self.path / self.manifest["types"][product_type]))  # for the count alone
-        try:
-            return int(shard.info().points_count)
-        finally:
-            shard.close()
-
-    def close(self) -> None:
-        for shard in self._shards.values():
-            shard.close()
-        self._shards = {}
-
-
-def read_manifest(path: Path) -> dict:
-    manifest_file = Path(path) / MANIFEST
-    if not manifest_file.exists():
-        raise FileNotFoundError(f"no index manifest at {manifest_file}; run the index stage")
-    return json.loads(manifest_file.read_text())
-
-
-def manifest_version(path: Path) -> str:
-    return str(read_manifest(path)["model_version"])
-
-
-def open_edge(params: IndexParams, path: Path, types: list[str] | None = None) -> EdgeSearcher:
-    return EdgeSearcher(path, params.hnsw_ef, types)

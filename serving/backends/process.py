@@ -1,7 +1,7 @@
 """A searcher whose index is held by a child process, so that searching never holds the caller's GIL.
 
-Qdrant Edge's Python binding keeps the GIL while it searches, and a search over all types asks every
-type's shard; in the service that time is taken from the HTTP loop and the encoder, and one process
+Qdrant Edge's Python binding keeps the GIL while it searches; in the service that time would be
+taken from the HTTP loop and the encoder, and one process
 never uses more than one core's worth of Python. `SearcherProcess` opens the index in a spawned
 child (serving.child) and forwards each `search_many` over a pipe; the parent only waits on the
 pipe, with the GIL released. An Edge shard admits one open handle: the child holds it, the parent
@@ -45,4 +45,5 @@ def _open(params: IndexParams, path: str | None):
 
     searcher = open_searcher(params, path)
     return (lambda request: searcher.search_many(*request),
-            (searcher.types(), searcher.model_version, searcher.dim, searcher.hnsw_ef), searcher.close)
+            (searcher.types(), searcher.model_version, searcher.dim, searcher.hnsw_ef, searcher.all_types),
+            searcher.close)

@@ -8,6 +8,9 @@ type lets a rebuild swap every type in ONE `update_collection_aliases` call, so 
 old index or the new one, never a mix. (With thousands of types, per-collection overhead would
 argue for one collection with user-defined sharding keyed on product_type instead.)
 
+With `index.all_types` one more collection, alias `vlclip_all-types` (no type's slug holds a '-'),
+holds every product and answers queries without a type.
+
 Each build creates fresh collections `vlclip_<type_slug>__<version>_<build id>` carrying
 {product_type, model_version} in the collection metadata, swaps the aliases, then drops every
 collection of ours that neither the new aliases nor the previous ones point at: a running service
@@ -35,6 +38,7 @@ from serving.backends.schema import (
 from serving.table import Embeddings, as_table
 
 ALIAS_PREFIX = "vlclip_"
+ALL_ALIAS = f"{ALIAS_PREFIX}all-types"
 _BATCH = 256
 
 
@@ -104,14 +108,18 @@ def build_qdrant(table: Embeddings | pd.DataFrame, params: IndexParams, client, 
     table = as_table(table)
     version, dim = table.model_version, table.dim
     build_id = f"{type_slug(version)}_{uuid.uuid4().hex[:8]}"
-    created: dict[str, str] = {}
+    created: dict[str | None, str] = {}  # product type (None: all types) -> collection
     try:
         for t, slug in slugs(list(table.counts)).items():
             created[t] = f"{ALIAS_PREFIX}{slug}__{build_id}"
             _create(client, created[t], dim, params, {"product_type": t, "model_version": version})
-        held: dict[str, list[pd.DataFrame]] = {}  # rows per type until a full request's worth
+        if params.all_types:
+            created[None] = f"{ALL_ALIAS}__{build_id}"
+            _create(client, created[None], dim, params, {"all_types": True, "model_version": version})
+        held: dict[str | None, list[pd.DataFrame]] = {}  # rows per collection until a full request's worth
         for chunk in table.rows():
-            for t, rows in chunk.groupby(chunk["product_type"].astype(str), sort=False):
+            parts = list(chunk.groupby(chunk["product_type"].astype(str), sort=False))
+            for t, rows in parts + ([(None, chunk)] if params.all_types else []):
                 held.setdefault(t, []).append(rows)
                 if sum(map(len, held[t])) >= _BATCH:
                     _upsert(client, created[t], pd.concat(held.pop(t)))
@@ -119,7 +127,7 @@ def build_qdrant(table: Embeddings | pd.DataFrame, params: IndexParams, client, 
             _upsert(client, created[t], pd.concat(parts))
         for t, name in created.items():
             _wait_indexed(client, name)
-            log(f"index: {t}: {table.counts[t]} points -> collection {name}")
+            log(f"index: {t or 'all types'}: {table.counts.get(t, table.n)} points -> collection {name}")
     except BaseException:
         for name in created.values():  # never leave a half-built version behind
             client.delete_collection(name)
@@ -134,8 +142,14 @@ def build_qdrant(table: Embeddings | pd.DataFrame, params: IndexParams, client, 
     for c in client.get_collections().collections:
         if c.name.startswith(ALIAS_PREFIX) and "__" in c.name and c.name not in live:
             client.delete_collection(c.name)
-    return {"backend": "qdrant", "model_version": version, "dim": dim, "counts": counts,
-            "types": {t: n.split("__")[0] for t, n in created.items()}, "collections": created}
+    return _held(version, dim, counts, created)
+
+
+def _held(version: str, dim: int, counts: dict, created: dict) -> dict:
+    out = {"backend": "qdrant", "model_version": version, "dim": dim, "counts": counts,
+           "types": {t: n.split("__")[0] for t, n in created.items() if t is not None},
+           "collections": {t: n for t, n in created.items() if t is not None}}
+    return {**out, "all_types": created[None]} if None in created else out
 
 
 def update_qdrant(table: Embeddings | pd.DataFrame, upsert: list[str], deletes: pd.DataFrame, params: IndexParams,
@@ -150,28 +164,32 @@ def update_qdrant(table: Embeddings | pd.DataFrame, upsert: list[str], deletes: 
     live = current_aliases(client)
     changed = pd.concat([*table.rows(ids=set(upsert)), pd.DataFrame(columns=["product_type"])], ignore_index=True)
     created = {}
-    for t, slug in slugs(list(counts)).items():
-        alias = f"{ALIAS_PREFIX}{slug}"
-        name = live.get(alias)
-        if name is None:  # a type new to the index
+    aliases = {t: f"{ALIAS_PREFIX}{slug}" for t, slug in slugs(list(counts)).items()}
+    for t, alias in {**aliases, **({None: ALL_ALIAS} if params.all_types else {})}.items():
+        name, fresh = live.get(alias), alias not in live
+        if fresh:  # a type new to the index (or the all-types collection of an index without one)
             name = f"{alias}__{type_slug(version)}_{uuid.uuid4().hex[:8]}"
-            _create(client, name, dim, params, {"product_type": t, "model_version": version})
+            meta = {"product_type": t} if t is not None else {"all_types": True}
+            _create(client, name, dim, params, {**meta, "model_version": version})
             client.update_collection_aliases(change_aliases_operations=[models.CreateAliasOperation(
                 create_alias=models.CreateAlias(collection_name=name, alias_name=alias))])
-        gone = deletes["product_id"][deletes["product_type"] == t].tolist()
+        gone = deletes["product_id"][(deletes["product_type"] == t) | (t is None)].tolist()
         if gone:
             client.delete(name, points_selector=models.PointIdsList(points=[point_id(i) for i in gone]), wait=True)
-        rows = changed[changed["product_type"].astype(str) == t]
-        _upsert(client, name, rows)
+        parts = ([changed[changed["product_type"].astype(str) == t]] if t is not None
+                 else table.rows() if fresh else [changed])  # all types: every change, or every product anew
+        upserted = 0
+        for rows in parts:
+            _upsert(client, name, rows)
+            upserted += len(rows)
         _wait_indexed(client, name)
         created[t] = name
-        log(f"index: {t}: {len(rows)} upserted, {len(gone)} deleted -> collection {name}")
+        log(f"index: {t or 'all types'}: {upserted} upserted, {len(gone)} deleted -> collection {name}")
     dropped = [a for a in live if a not in {n.split("__")[0] for n in created.values()}]
     if dropped:
         client.update_collection_aliases(change_aliases_operations=[
             models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=a)) for a in dropped])
-    return {"backend": "qdrant", "model_version": version, "dim": dim, "counts": counts,
-            "types": {t: n.split("__")[0] for t, n in created.items()}, "collections": created}
+    return _held(version, dim, counts, created)
 
 
 class QdrantSearcher(Searcher):
@@ -183,19 +201,20 @@ class QdrantSearcher(Searcher):
         aliases = current_aliases(client)
         if not aliases:
             raise RuntimeError(f"no {ALIAS_PREFIX}* aliases on the Qdrant server; run the index stage")
-        self._collections: dict[str, str] = {}  # product type -> pinned collection
+        self._collections: dict[str | None, str] = {}  # product type (None: all types) -> pinned collection
         versions, dims = set(), set()
         for alias, collection in aliases.items():
             config = client.get_collection(collection).config
             meta = config.metadata or {}
-            if "product_type" not in meta:
+            if "product_type" not in meta and not meta.get("all_types"):
                 raise RuntimeError(f"collection behind alias {alias} has no product_type metadata")
-            self._collections[meta["product_type"]] = collection
+            self._collections[meta.get("product_type")] = collection
             versions.add(str(meta.get("model_version")))
             dims.add(config.params.vectors["image"].size)
         if len(versions) != 1 or len(dims) != 1:
             raise RuntimeError(f"aliased collections disagree: model versions {versions}, dims {dims}")
-        super().__init__(list(self._collections), versions.pop(), dims.pop(), hnsw_ef)
+        super().__init__([t for t in self._collections if t is not None], versions.pop(), dims.pop(), hnsw_ef,
+                         None in self._collections)
 
     def _requests(self, vectors, ks, using, exact):
         from qdrant_client import models
@@ -212,7 +231,7 @@ class QdrantSearcher(Searcher):
         records = self.client.retrieve(self._collections[product_type], ids=point_ids, with_payload=True)
         return {r.id: r.payload for r in records}
 
-    def count(self, product_type: str) -> int:
+    def count(self, product_type: str | None) -> int:
         return int(self.client.count(self._collections[product_type], exact=True).count)
 
 

@@ -56,7 +56,8 @@ def edge_index(tmp_path_factory):
 def test_hnsw_is_built_and_recall_is_high(edge_index, tmp_path):
     df, _, searcher = edge_index
     for t, shard in searcher._shards.items():  # a real graph for both named vectors, not brute force
-        assert shard.info().indexed_vectors_count == 2 * int((df["product_type"] == t).sum())
+        n = len(df) if t is None else int((df["product_type"] == t).sum())  # None: the all-types shard
+        assert shard.info().indexed_vectors_count == 2 * n
     build(df, params(), tmp_path / "ix", log=lambda *_: None)
     opened = []
 
@@ -65,8 +66,8 @@ def test_hnsw_is_built_and_recall_is_high(edge_index, tmp_path):
         return open_searcher(params(), tmp_path / "ix", types=types)
 
     stats = measure(open_types, df, 10, 2000)
-    assert sorted(opened) == [[t] for t in sorted(TYPES)]
-    assert stats["recall@k"] >= 0.9, stats
+    assert opened == [[t] for t in sorted(TYPES)] + [[None]]
+    assert stats["recall@k"] >= 0.9 and stats["recall@k_all_types"] >= 0.9, stats
     assert set(stats["recall@k_per_type"]) == set(TYPES)
     assert 0 < stats["latency_ms"]["p50"] <= stats["latency_ms"]["p95"]
 
@@ -110,6 +111,31 @@ def test_search_stays_in_type_and_fans_out_by_score(edge_index):
     assert scores == sorted(scores, reverse=True) and len(merged) == 12
     everything = matrix(df, "image_embedding") @ row["image_embedding"]
     assert [h["product_id"] for h in merged] == list(df["product_id"].to_numpy()[np.argsort(-everything)[:12]])
+
+
+def test_untyped_queries_ask_the_all_types_shard_alone_and_find_what_the_fan_out_finds(edge_index, tmp_path):
+    df, path, searcher = edge_index
+    build(df, params(all_types=False), tmp_path / "fan", log=lambda *_: None)
+    assert not (tmp_path / "fan" / "_all").exists() and "all_types" not in json.loads(
+        (tmp_path / "fan" / "manifest.json").read_text())
+    fan = open_searcher(params(all_types=False), tmp_path / "fan")
+    asked = []
+    ids = searcher._ids
+    searcher._ids = lambda t, requests: asked.append(t) or ids(t, requests)
+    try:
+        queries = matrix(df.iloc[::90], "text_embedding")
+        for exact in (True, False):
+            mine = searcher.search_many(queries, [None] * len(queries), [10] * len(queries), exact=exact)
+            theirs = fan.search_many(queries, [None] * len(queries), [10] * len(queries), exact=exact)
+            overlap = [len({h["product_id"] for h in a} & {h["product_id"] for h in b}) / 10
+                       for a, b in zip(mine, theirs)]
+            assert min(overlap) == 1.0 if exact else np.mean(overlap) >= 0.9, overlap
+        assert asked == [None, None]  # one shard asked per batch, not one per type
+        typed = searcher.search_many(queries[:2], ["bag", None], [5, 5])
+        assert asked[2:] == ["bag", None] and {h["product_type"] for h in typed[0]} == {"bag"}
+    finally:
+        del searcher._ids
+        fan.close()
 
 
 def test_fused_vectors_are_searchable(edge_index):
@@ -214,10 +240,12 @@ def test_qdrant_backend_in_memory():
         assert fresh.search(row["image_embedding"], row["product_type"], 1)[0]["product_id"].startswith("p3-")
         third = build(embeddings(30, version="3", seed=4), p, client=client, log=lambda *_: None)
     aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
-    assert aliases == {f"vlclip_{s}": third["collections"][t] for t, s in slugs(TYPES).items()}
+    assert aliases == {**{f"vlclip_{s}": third["collections"][t] for t, s in slugs(TYPES).items()},
+                       "vlclip_all-types": third["all_types"]}
     names = {c.name for c in client.get_collections().collections}  # this generation and the one before
-    assert names == set(third["collections"].values()) | set(second["collections"].values())
-    assert not names & set(first["collections"].values())
+    assert names == {*third["collections"].values(), *second["collections"].values(), third["all_types"],
+                     second["all_types"]}
+    assert not names & {*first["collections"].values(), first["all_types"]}
 
 
 def test_main_writes_receipt_and_metrics_then_verifies_instead_of_rebuilding(tmp_path, capsys):
@@ -244,6 +272,9 @@ def test_main_writes_receipt_and_metrics_then_verifies_instead_of_rebuilding(tmp
     shutil.rmtree(shard)  # a shard lost behind the pipeline's back: rebuilt, same receipt
     assert main([*args, "--index", str(index)]) == 0
     assert "cannot open the index" in capsys.readouterr().out and receipt.read_bytes() == written[0]
+    shutil.rmtree(index / "_all")  # so is the all-types shard
+    assert main([*args, "--index", str(index)]) == 0
+    assert "_all does not exist" in capsys.readouterr().out and (index / "_all").is_dir()
 
 
 def test_a_build_removes_what_a_killed_build_left(tmp_path):
@@ -282,7 +313,7 @@ def test_each_shard_searches_on_as_many_threads_as_params_say(tmp_path):
     searcher = open_searcher(one, tmp_path / "one")
     try:
         assert searcher.search(df["image_embedding"][0], None, 3)[0]["product_id"] == df["product_id"][0]
-        assert _edge_search_threads() - before == len(TYPES)  # the setting is kept with each shard
+        assert _edge_search_threads() - before == len(TYPES) + 1  # the setting is kept with each shard
     finally:
         searcher.close()
     searcher = open_searcher(auto, tmp_path / "auto")
@@ -323,9 +354,10 @@ def _changed(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([out, new], ignore_index=True)
 
 
-def _ids_per_type(searcher) -> dict[str, set]:
+def _ids_per_type(searcher) -> dict[str | None, set]:
+    """type -> the ids its shard holds; None -> those the all-types shard holds."""
     return {t: {h["product_id"] for h in searcher.search(np.ones(DIM, np.float32), t, 1000, exact=True)}
-            for t in searcher.types()}
+            for t in [*searcher.types(), None]}
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -355,7 +387,7 @@ def test_same_model_catalog_change_updates_the_index_to_exactly_the_new_rows(tmp
     try:
         held = _ids_per_type(searcher)
         want = changed.groupby("product_type")["product_id"].apply(set).to_dict()
-        assert held == want
+        assert held == {**want, None: set(changed["product_id"])}
         row = changed.iloc[0]  # a re-embedded product is found by its new vector
         assert searcher.search(row["image_embedding"], row["product_type"], 1)[0]["product_id"] == row["product_id"]
     finally:
@@ -375,7 +407,26 @@ def test_an_update_that_only_deletes_keeps_the_rest_of_the_type(tmp_path):
                 log=lambda *_: None)
     searcher = open_searcher(params(), tmp_path / "ix")
     try:
-        assert searcher.count("bag") == 27 and searcher.count("dress") == 30
+        assert searcher.count("bag") == 27 and searcher.count("dress") == 30 and searcher.count(None) == 87
+    finally:
+        searcher.close()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("backend", ["edge", "qdrant"])
+def test_an_update_adds_the_all_types_shard_an_index_lacks_with_every_product(tmp_path, backend):
+    from qdrant_client import QdrantClient
+
+    from serving.backends import BACKENDS
+
+    df, client = embeddings(30), QdrantClient(":memory:")
+    target = tmp_path / "ix" if backend == "edge" else client
+    BACKENDS[backend].build(df, params(backend, all_types=False), target, lambda *_: None)
+    gone = df.head(2)[["product_id", "product_type"]]
+    BACKENDS[backend].update(df.iloc[2:], [], gone, params(backend), target, lambda *_: None)
+    searcher = BACKENDS[backend].open(params(backend), target, None)
+    try:
+        assert searcher.all_types and _ids_per_type(searcher)[None] == set(df["product_id"].iloc[2:])
     finally:
         searcher.close()
 

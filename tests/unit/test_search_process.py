@@ -32,7 +32,7 @@ def test_the_child_answers_what_the_index_answers_in_process(index):
         local.close()
     child = SearcherProcess(params(), path)
     try:
-        assert child.types() == sorted(TYPES) and child.dim == vectors.shape[1]
+        assert child.types() == sorted(TYPES) and child.dim == vectors.shape[1] and child.all_types
         assert child.search_many(vectors, types, ks) == expected
         assert child.search(df["fused_embedding"][7], "bag", 4, using="fused") == fused
         with pytest.raises(ValueError, match="unknown product_type"):  # the child's error, raised here
