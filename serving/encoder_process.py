@@ -8,8 +8,9 @@ one for image batches (`load`: a picklable callable -> Encoder), and forwards `e
 Tokenizing (`text_ids`, the query-length check) stays in the service process, on `local`. Each
 child answers one call at a time; a child that dies is replaced and the call asked again.
 
-Memory: the model is held three times (the service process's copy for tokenizing and each child's),
-so the service uses it only when `serve.encode_process` is true (off by default).
+Memory: the model is held twice (once in each child; the service process keeps only the tokenizer,
+`vlclip.encoder.TextIds`, though it loads the model once to take it), so the service uses it only
+when `serve.encode_process` is true (off by default).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from serving.child import Child
 
 class EncoderProcess:
     """encode_text / encode_images asked of `load()` in child processes; text_ids and context_length
-    answered by `local` (an Encoder, or anything with those two), which runs no forward pass."""
+    answered by `local` (vlclip.encoder.TextIds, or anything with those two), which runs no forward pass."""
 
     def __init__(self, local, load: Callable, threads: int = 1, open_timeout_s: float = 300.0):
         self.local = local

@@ -63,7 +63,7 @@ class ServiceState:
     """One model version's encoder, index, features and products; swapped whole on reload."""
 
     encoder: Any                      # vlclip.encoder.Encoder or anything with its encode_text (ids=),
-                                      # encode_images, text_ids and context_length
+                                      # encode_images, text_ids, context_length and close
     searcher: Searcher
     features: ProductFeatures | None  # None: /products/{id}/similar answers 503
     products: pd.DataFrame            # index product_id; columns product_type, title, image_path
@@ -131,7 +131,7 @@ class ServiceState:
         self._images.close()
         self._similar.close()
         self.searcher.close()
-        getattr(self.encoder, "close", lambda: None)()  # an EncoderProcess stops its children
+        self.encoder.close()  # an EncoderProcess stops its children
 
 
 def warm(state: ServiceState) -> None:
@@ -199,13 +199,16 @@ def serving_encoder(uri: str, tracking: str):
 
 
 def _open_encoder(uri: str, tracking: str, serve: ServeParams):
-    """The champion's encoder; its forward passes in child processes when `serve.encode_process`."""
+    """The champion's encoder; its forward passes in child processes when `serve.encode_process`, and
+    then this process keeps only its tokenizer (to check queries' lengths), not its model."""
     encoder = serving_encoder(uri, tracking)
     if not serve.encode_process:
         return encoder
     from serving.encoder_process import EncoderProcess
+    from vlclip.encoder import TextIds
 
-    return EncoderProcess(encoder, functools.partial(serving_encoder, uri, tracking), serve.torch_threads)
+    return EncoderProcess(TextIds(encoder.tokenizer), functools.partial(serving_encoder, uri, tracking),
+                          serve.torch_threads)
 
 
 def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
@@ -236,7 +239,8 @@ def build_state(params: dict, paths: ServicePaths, root: Path) -> ServiceState:
         details = read_provenance(paths.provenance, root) if paths.provenance else None
     except BaseException:
         searcher.close()
-        getattr(encoder, "close", lambda: None)()  # an EncoderProcess stops its children
+        if encoder is not None:
+            encoder.close()  # an EncoderProcess stops its children
         raise
     return ServiceState(encoder=encoder, searcher=searcher, features=features, products=products,
                         model_version=str(version), default_k=serve.default_k, max_batch=serve.max_batch,

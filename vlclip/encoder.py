@@ -46,14 +46,35 @@ def create(params: ModelParams):
     return model, pre_train, pre_val, open_clip.get_tokenizer(params.name)
 
 
-class Encoder:
+class TextIds:
+    """A tokenizer's token ids and context, as the text tower reads them: what a process that only
+    checks queries' lengths needs of an Encoder, without its model."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the text tower reads, start and end tokens included."""
+        return int(getattr(self.tokenizer, "context_length", 77))
+
+    def text_ids(self, text: str) -> list[int]:
+        """The token ids of `text` in the text tower, start and end included, before any cut to the
+        context (its length is what the tower would read of it)."""
+        inner = getattr(self.tokenizer, "tokenizer", None)  # open_clip's HFTokenizer wraps a HF one
+        if inner is not None:
+            return list(inner(text)["input_ids"])
+        return [self.tokenizer.sot_token_id, *self.tokenizer.encode(text), self.tokenizer.eot_token_id]
+
+
+class Encoder(TextIds):
     """Wraps a CLIP model: texts/images -> float32 arrays (n, dim), rows L2-normalised."""
 
     def __init__(self, model, preprocess, tokenizer, device: str = "cpu", amp: str = "none", trim_text: bool = False,
                  traced: bool = False):
         self.model = model.to(device).eval()
+        super().__init__(tokenizer)
         self.preprocess = preprocess
-        self.tokenizer = tokenizer
         self.device = device
         self.trim_text = trim_text  # see encode_text
         self.traced = traced        # see _graph
@@ -100,18 +121,8 @@ class Encoder:
         return int(self.model.text_projection.shape[1]) if hasattr(self.model, "text_projection") \
             else int(self.encode_text(["x"]).shape[1])
 
-    @property
-    def context_length(self) -> int:
-        """Tokens the text tower reads, start and end tokens included."""
-        return int(getattr(self.tokenizer, "context_length", 77))
-
-    def text_ids(self, text: str) -> list[int]:
-        """The token ids of `text` in the text tower, start and end included, before any cut to the
-        context (its length is what the tower would read of it)."""
-        inner = getattr(self.tokenizer, "tokenizer", None)  # open_clip's HFTokenizer wraps a HF one
-        if inner is not None:
-            return list(inner(text)["input_ids"])
-        return [self.tokenizer.sot_token_id, *self.tokenizer.encode(text), self.tokenizer.eot_token_id]
+    def close(self) -> None:
+        """Nothing to stop: the model lives in this process (serving.encoder_process's children do not)."""
 
     @torch.no_grad()
     def encode_text(self, texts: list[str], batch_size: int = 256, ids: list | None = None) -> np.ndarray:

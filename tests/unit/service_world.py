@@ -53,6 +53,9 @@ class FakeEncoder:
     def text_ids(self, text: str) -> list[int]:
         return [0] * (len(text.split()) + 2)
 
+    def close(self) -> None:
+        pass
+
     def encode_text(self, texts: list[str], ids: list | None = None) -> np.ndarray:
         return _norm(np.stack([sum(_word(w) for w in t.lower().split()) for t in texts]))
 

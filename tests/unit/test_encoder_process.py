@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from serving.encoder_process import EncoderProcess
-from vlclip.encoder import Encoder, ModelParams, create
+from vlclip.encoder import Encoder, ModelParams, TextIds, create
 
 
 def tiny(seed: int = 0) -> Encoder:
@@ -28,7 +28,8 @@ def broken() -> Encoder:
 
 @pytest.fixture(scope="module")
 def pair():
-    local, remote = tiny(), EncoderProcess(tiny(), functools.partial(tiny, 0))
+    local = tiny()
+    remote = EncoderProcess(TextIds(local.tokenizer), functools.partial(tiny, 0))  # this process: no model
     yield local, remote
     remote.close()
 
@@ -40,6 +41,7 @@ def test_the_children_answer_what_the_encoder_answers_in_process(pair):
     local, remote = pair
     ids = [local.text_ids(t) for t in TEXTS]
     assert remote.context_length == local.context_length and remote.text_ids(TEXTS[1]) == ids[1]
+    assert not hasattr(remote.local, "model")
     np.testing.assert_allclose(remote.encode_text(TEXTS, ids=ids), local.encode_text(TEXTS, ids=ids), atol=1e-6)
     np.testing.assert_allclose(remote.encode_text(TEXTS[:1]), local.encode_text(TEXTS[:1]), atol=1e-6)
     images = [Image.new("RGB", (40, 30), "red"), Image.new("L", (64, 64), 90)]  # a grey one is made RGB
