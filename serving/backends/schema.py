@@ -23,7 +23,7 @@ VECTORS = {"image": "image_embedding", "fused": "fused_embedding"}  # index vect
 PAYLOAD = ["product_id", "product_type", "title", "image_path"]
 MANIFEST = "manifest.json"
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "vlclip.product")
-ALL_TYPES = "_all"  # the name of the index over every product (no type's slug starts with "_")
+ALL_TYPES = "_all"  # edge: the directory of the shard over every product (no type's slug starts with "_")
 
 
 @dataclass(frozen=True)
