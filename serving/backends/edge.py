@@ -146,7 +146,9 @@ def build_edge(table: Embeddings | pd.DataFrame, params: IndexParams, path: Path
         _build_shards(table, type_dirs, tmp, params, all_types=params.all_types)
         for t, slug in type_dirs.items():
             log(f"index: {t}: {table.counts[t]} points -> {slug}/")
-        manifest = _manifest(table, type_dirs, params, log)
+        if params.all_types:
+            log(f"index: all types: {table.n} points -> {ALL_TYPES}/")
+        manifest = _manifest(table, type_dirs, params)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _swap(tmp, path)
     finally:
@@ -180,9 +182,11 @@ def update_edge(table: Embeddings | pd.DataFrame, upsert: list[str], deletes: pd
         if params.all_types and "all_types" in old:
             shutil.copytree(path / old["all_types"], tmp / ALL_TYPES)
             _apply(tmp / ALL_TYPES, changed, deletes)
+            log(f"index: all types: {len(changed)} upserted, {len(deletes)} deleted -> {ALL_TYPES}/")
         elif params.all_types:
             _fill(tmp / ALL_TYPES, table.dim, params, table.rows(), table.n)
-        manifest = _manifest(table, type_dirs, params, log)
+            log(f"index: all types: {table.n} points -> {ALL_TYPES}/")
+        manifest = _manifest(table, type_dirs, params)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _swap(tmp, path)
     finally:
@@ -207,13 +211,10 @@ def _apply(shard_dir: Path, ups: pd.DataFrame, dels: pd.DataFrame) -> None:
         shard.close()
 
 
-def _manifest(table: Embeddings, type_dirs: dict[str, str], params: IndexParams, log) -> dict:
+def _manifest(table: Embeddings, type_dirs: dict[str, str], params: IndexParams) -> dict:
     manifest = {"backend": "edge", "model_version": table.model_version, "dim": table.dim,
                 "types": type_dirs, "counts": table.counts}
-    if params.all_types:
-        manifest["all_types"] = ALL_TYPES
-        log(f"index: all types: {table.n} points -> {ALL_TYPES}/")
-    return manifest
+    return {**manifest, "all_types": ALL_TYPES} if params.all_types else manifest
 
 
 def _sibling(path: Path, kind: str) -> Path:
